@@ -1,0 +1,21 @@
+"""The one registry of platforms: each entry is a collector class with its settings model."""
+
+from __future__ import annotations
+
+from exporter.collectors.base import TargetCollector
+from exporter.collectors.informatica import InformaticaCollector
+from exporter.metrics import Family
+from exporter.settings import TargetSettings
+
+COLLECTORS: dict[str, type[TargetCollector]] = {
+    collector.platform: collector
+    for collector in (InformaticaCollector,)
+}
+
+
+def target_models() -> list[type[TargetSettings]]:
+    return [collector.settings_model for collector in COLLECTORS.values()]
+
+
+def platform_families() -> list[Family]:
+    return [family for collector in COLLECTORS.values() for family in collector.families]

@@ -1,0 +1,195 @@
+"""Upstream HTTP for one target: TLS, proxy, budget-bound timeouts, size cap, back-off, error classes.
+
+Every failure leaves this module as an `UpstreamError` with one of the reasons in
+`telemetry.ERROR_REASONS`, so collectors count and log errors the same way on every platform.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from exporter import __version__
+from exporter.settings import TargetSettings
+from exporter.telemetry import Telemetry
+
+MAX_BODY_BYTES = 16 * 1024 * 1024
+MAX_BACKOFF_SECONDS = 300.0
+_SNIPPET = 300
+
+
+class UpstreamError(Exception):
+    """A classified upstream failure; `reason` is one of telemetry.ERROR_REASONS."""
+
+    def __init__(self, reason: str, message: str, *, status: int | None = None, body: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.status = status
+        self.body = body[:_SNIPPET]
+
+
+class Deadline:
+    """The end of a collection's budget, shared by every call made for it."""
+
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return self.end - time.monotonic()
+
+
+class Upstream:
+    """One `requests.Session` per target, so connections and TLS sessions are reused across scrapes."""
+
+    def __init__(self, platform: str, settings: TargetSettings, telemetry: Telemetry) -> None:
+        self.platform = platform
+        self.target = settings.name
+        self._settings = settings
+        self._telemetry = telemetry
+        self._blocked_until = 0.0
+        self._lock = threading.Lock()
+        self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=settings.max_concurrency + 2, max_retries=0)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+        self.session.headers["User-Agent"] = f"ingestion-exporter/{__version__}"
+        self.session.headers["Accept"] = "application/json"
+        tls = settings.tls
+        self.session.verify = False if tls.insecure_skip_verify else (str(tls.ca_file) if tls.ca_file else True)
+        if tls.cert_file and tls.key_file:
+            self.session.cert = (str(tls.cert_file), str(tls.key_file))
+        if settings.proxy_url:
+            self.session.proxies = {"http": settings.proxy_url, "https": settings.proxy_url}
+
+    def back_off(self, seconds: float) -> None:
+        """Send nothing to this upstream for a while (after 429 or a vendor's throttling code)."""
+        with self._lock:
+            self._blocked_until = max(self._blocked_until, time.monotonic() + min(seconds, MAX_BACKOFF_SECONDS))
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        endpoint: str,
+        deadline: Deadline,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        data: bytes | None = None,
+    ) -> requests.Response:
+        """Send one request within the budget; any non-2xx answer raises a classified UpstreamError."""
+        wait = self._blocked_until - time.monotonic()
+        if wait > 0:
+            raise UpstreamError("rate_limited", f"backing off for another {wait:.1f}s after throttling")
+        remaining = deadline.remaining()
+        if remaining <= 0.05:
+            raise UpstreamError("timeout", "collection budget exhausted before the request was sent")
+        timeouts = self._settings.timeouts
+        timeout = (min(timeouts.connect_seconds, remaining), min(timeouts.read_seconds, remaining))
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            response = self.session.request(
+                method, url, headers=headers, params=params, json=json_body, data=data,
+                timeout=timeout, stream=True, allow_redirects=False,
+            )
+            outcome = str(response.status_code)
+            _read_capped(response)
+        except UpstreamError as exc:
+            outcome = exc.reason
+            raise
+        except requests.Timeout as exc:
+            outcome = "timeout"
+            raise UpstreamError("timeout", f"no answer within {timeout[1]:.1f}s") from exc
+        except requests.ConnectionError as exc:
+            outcome = "timeout" if "timed out" in str(exc) else "connection"
+            raise UpstreamError(outcome, _connection_message(exc)) from exc
+        except requests.RequestException as exc:
+            outcome = "connection"
+            raise UpstreamError("connection", type(exc).__name__) from exc
+        finally:
+            self._telemetry.upstream_requests.labels(self.platform, self.target, endpoint, outcome).inc()
+            self._telemetry.upstream_latency.labels(self.platform, self.target, endpoint).observe(
+                time.monotonic() - started
+            )
+        if response.status_code == 429:
+            retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
+            self.back_off(retry_after)
+            raise UpstreamError("rate_limited", f"HTTP 429, retry after {retry_after:.0f}s", status=429)
+        if not 200 <= response.status_code < 300:
+            reason = "auth" if response.status_code in (401, 403) else "http_status"
+            raise UpstreamError(
+                reason, f"HTTP {response.status_code}", status=response.status_code, body=_text(response)
+            )
+        return response
+
+    def get_json(self, url: str, *, endpoint: str, deadline: Deadline, **kwargs: Any) -> Any:
+        return decode_json(self.request("GET", url, endpoint=endpoint, deadline=deadline, **kwargs))
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def decode_json(response: requests.Response) -> Any:
+    """The body as JSON, or an `invalid_response` error that says what came instead."""
+    try:
+        return json.loads(response.content)
+    except ValueError as exc:
+        kind = response.headers.get("Content-Type", "no content type")
+        raise UpstreamError(
+            "invalid_response", f"body is not JSON ({kind}, {len(response.content)} bytes)",
+            status=response.status_code, body=_text(response),
+        ) from exc
+
+
+def _read_capped(response: requests.Response) -> None:
+    """Read the body but refuse one larger than MAX_BODY_BYTES, so a runaway upstream cannot exhaust memory."""
+    declared = response.headers.get("Content-Length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        response.close()
+        raise UpstreamError("invalid_response", f"body of {declared} bytes exceeds the {MAX_BODY_BYTES} cap")
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(64 * 1024):
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            response.close()
+            raise UpstreamError("invalid_response", f"body exceeds the {MAX_BODY_BYTES} byte cap")
+        chunks.append(chunk)
+    response._content = b"".join(chunks)
+
+
+def _retry_after_seconds(value: str | None) -> float:
+    if not value:
+        return 1.0
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return 1.0
+
+
+def _text(response: requests.Response) -> str:
+    return response.content[:_SNIPPET].decode("utf-8", "replace").replace("\n", " ")
+
+
+def _connection_message(exc: requests.ConnectionError) -> str:
+    text = str(exc)
+    if "timed out" in text:
+        return "the answer stopped arriving within the read timeout"
+    if "Connection refused" in text:
+        return "connection refused"
+    if "Name or service not known" in text or "nodename nor servname" in text:
+        return "host name does not resolve"
+    if "SSL" in text or "certificate" in text:
+        return "TLS handshake failed: " + text.split("(Caused by ")[-1][:200]
+    return "connection failed: " + text[:200]

@@ -1,0 +1,138 @@
+"""Running collections: one runner per target, shared by concurrent scrapes, never raising.
+
+A scrape waits for each target at most its budget. Concurrent scrapes of a target join the collection in
+flight instead of starting another, and with `min_interval_seconds` a recent result is served again, so
+an HA pair of Prometheus servers costs the upstream one collection.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+
+import structlog
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+
+from exporter.collectors.base import ErrorTracker, ScrapeContext, TargetCollector
+from exporter.http import Deadline
+from exporter.metrics import JOBS_DISCOVERED, SCRAPE_DURATION, SCRAPE_SUCCESS, Family, Output, all_families
+
+log = structlog.get_logger("exporter.scrape")
+GRACE_SECONDS = 0.3
+
+
+class TargetRunner:
+    """Collects one target: budget, in-flight sharing, result reuse, error accounting."""
+
+    def __init__(self, collector: TargetCollector, errors: ErrorTracker, budget_seconds: float, min_interval: float):
+        self.collector = collector
+        self.name = collector.settings.name
+        self.platform = collector.platform
+        self.budget_seconds = collector.settings.budget_seconds or budget_seconds
+        self._min_interval = min_interval
+        self._errors = errors
+        self._pool = ThreadPoolExecutor(collector.settings.max_concurrency, thread_name_prefix=f"upstream-{self.name}")
+        self._lock = threading.Lock()
+        self._in_flight: Future[Output] | None = None
+        self._last: Output | None = None
+        self._last_finished = 0.0
+
+    def collect(self, budget_seconds: float | None = None) -> Output:
+        """The target's samples: joined from a collection in flight, reused within min_interval, or fresh."""
+        budget = min(self.budget_seconds, budget_seconds or self.budget_seconds)
+        with self._lock:
+            if self._last is not None and time.monotonic() - self._last_finished < self._min_interval:
+                return self._last
+            if self._in_flight is None:
+                self._in_flight = Future()
+                threading.Thread(
+                    target=self._run, args=(self._in_flight, budget), name=f"collect-{self.name}", daemon=True
+                ).start()
+            in_flight = self._in_flight
+        done, _ = wait([in_flight], timeout=budget + GRACE_SECONDS)
+        if done:
+            return in_flight.result()
+        return self._overrun(budget)
+
+    def _run(self, future: Future[Output], budget: float) -> None:
+        out = Output(self.platform, self.name)
+        started = time.monotonic()
+        ctx = ScrapeContext(Deadline(budget), self._pool, self._errors)
+        try:
+            self.collector.collect(ctx, out)
+        except Exception as exc:  # noqa: BLE001 - collect() must never take the scrape down
+            self._errors.record(exc, "target")
+        for job in self.collector.known_jobs():
+            out.job_unknown(job)
+        out.add(SCRAPE_SUCCESS, 0.0 if self._errors.failed else 1.0)
+        out.add(SCRAPE_DURATION, time.monotonic() - started)
+        out.add(JOBS_DISCOVERED, len(self.collector.known_jobs()))
+        self._errors.finish()
+        with self._lock:
+            self._last, self._last_finished = out, time.monotonic()
+            self._in_flight = None
+        future.set_result(out)
+
+    def _overrun(self, budget: float) -> Output:
+        """What a scrape reports when the collection is still running at the end of its budget."""
+        log.warning("collection overran its budget", platform=self.platform, target=self.name, budget=budget)
+        out = Output(self.platform, self.name)
+        for job in self.collector.known_jobs():
+            out.job_unknown(job)
+        out.add(SCRAPE_SUCCESS, 0.0)
+        out.add(SCRAPE_DURATION, budget)
+        out.add(JOBS_DISCOVERED, len(self.collector.known_jobs()))
+        return out
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.collector.close()
+
+
+class ExporterCollector(Collector):
+    """The prometheus_client collector behind /metrics and /probe: all targets' samples, merged."""
+
+    def __init__(self, runners: Sequence[TargetRunner], extra_families: Iterable[Family]) -> None:
+        self.runners = {runner.name: runner for runner in runners}
+        self.families = all_families(extra_families)
+        self._pool = ThreadPoolExecutor(max(1, len(self.runners)), thread_name_prefix="scrape")
+
+    def describe(self) -> Iterator[Metric]:
+        """Names only, so registering never calls an upstream."""
+        names = {family.name: family for family in self.families}
+        for family in names.values():
+            yield _empty(family)
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.collect_targets(list(self.runners.values()))
+
+    def collect_targets(self, runners: Sequence[TargetRunner], budget_seconds: float | None = None) -> list[Metric]:
+        outputs = list(self._pool.map(lambda r: r.collect(budget_seconds), runners))
+        return merge(self.families, outputs)
+
+    def close(self) -> None:
+        for runner in self.runners.values():
+            runner.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _empty(family: Family) -> Metric:
+    if family.kind == "counter":
+        return CounterMetricFamily(family.full_name, family.help, labels=family.labels)
+    return GaugeMetricFamily(family.full_name, family.help, labels=family.labels)
+
+
+def merge(families: Sequence[Family], outputs: Iterable[Output]) -> list[Metric]:
+    """One metric family per name, holding every target's samples, in catalogue order."""
+    built: dict[str, Metric] = {}
+    for family in families:
+        built.setdefault(family.name, _empty(family))
+    for output in outputs:
+        for family, values, value in output.samples:
+            labels = dict(zip(family.labels, values, strict=True))
+            built[family.name].samples.append(Sample(family.full_name, labels, value))
+    return [metric for metric in built.values() if metric.samples]

@@ -1,0 +1,273 @@
+"""Settings: one YAML file plus `INGESTION_EXPORTER_*` environment overrides, validated up front.
+
+Each platform declares its target model (a subclass of `TargetSettings`) next to its collector; the root
+model is assembled from those, so adding a platform never touches this module. Secrets are accepted only
+from `<field>_file` paths or the environment, never inline, and are held as `SecretStr`.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    create_model,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "INGESTION_EXPORTER_"
+_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return value.rstrip("/")
+
+
+HttpURL = Annotated[str, AfterValidator(_http_url)]
+"""An upstream base URL, kept as written minus a trailing slash."""
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are typos: refuse them so a misspelt option never silently does nothing."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TLSSettings(StrictModel):
+    ca_file: Path | None = Field(None, description="PEM bundle to verify the upstream with.")
+    cert_file: Path | None = Field(None, description="Client certificate for mutual TLS.")
+    key_file: Path | None = Field(None, description="Key of the client certificate.")
+    insecure_skip_verify: bool = Field(False, description="Skip verification (logged as a warning).")
+
+    @model_validator(mode="after")
+    def _files_exist(self) -> TLSSettings:
+        for field in ("ca_file", "cert_file", "key_file"):
+            path = getattr(self, field)
+            if path is not None and not path.is_file():
+                raise PydanticCustomError("file", "{field}: no such file: {path}", {"field": field, "path": str(path)})
+        if (self.cert_file is None) != (self.key_file is None):
+            raise PydanticCustomError("tls", "cert_file and key_file go together", {})
+        return self
+
+
+class TimeoutSettings(StrictModel):
+    connect_seconds: float = Field(3.0, gt=0, le=60)
+    read_seconds: float = Field(10.0, gt=0, le=300)
+
+
+class DiscoverySettings(StrictModel):
+    enabled: bool = False
+    interval_seconds: float = Field(300.0, ge=10, description="How long a discovered job list is reused.")
+    include: list[str] = Field(default_factory=list, description="Regular expressions; a job must match one.")
+    exclude: list[str] = Field(default_factory=list, description="Regular expressions; a match drops the job.")
+
+    @model_validator(mode="after")
+    def _patterns_compile(self) -> DiscoverySettings:
+        for pattern in (*self.include, *self.exclude):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise PydanticCustomError("regex", "bad pattern {p!r}: {e}", {"p": pattern, "e": str(exc)}) from exc
+        return self
+
+    def wants(self, name: str) -> bool:
+        if self.include and not any(re.search(p, name) for p in self.include):
+            return False
+        return not any(re.search(p, name) for p in self.exclude)
+
+
+class TargetSettings(StrictModel):
+    """What every target has, whatever its platform."""
+
+    secret_fields: ClassVar[tuple[str, ...]] = ()
+    required_secrets: ClassVar[tuple[str, ...]] = ()
+
+    name: str = Field(pattern=_NAME_PATTERN, description="Target name: the `target` label and /probe key.")
+    timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings)
+    tls: TLSSettings = Field(default_factory=TLSSettings)
+    proxy_url: HttpURL | None = Field(None, description="HTTP(S) proxy for this target's upstream calls.")
+    max_concurrency: int = Field(4, ge=1, le=64, description="Upstream calls in flight at once.")
+    budget_seconds: float | None = Field(None, gt=0, description="Per-target collection budget.")
+
+    _secrets: dict[str, SecretStr] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_secrets(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for field in cls.secret_fields:
+                if field in data:
+                    raise PydanticCustomError(
+                        "inline_secret",
+                        "{field}: secrets are not accepted inline; use {field}_file or the environment variable "
+                        "{env}",
+                        {"field": field, "env": secret_env_name(str(data.get("name", "NAME")), field)},
+                    )
+        return data
+
+    @model_validator(mode="after")
+    def _load_secrets(self) -> TargetSettings:
+        for field in self.secret_fields:
+            value = _read_secret(self.name, field, getattr(self, f"{field}_file", None))
+            if value is not None:
+                self._secrets[field] = SecretStr(value)
+            elif field in self.required_secrets:
+                raise PydanticCustomError(
+                    "missing_secret",
+                    "{field}: required; set {field}_file or the environment variable {env}",
+                    {"field": field, "env": secret_env_name(self.name, field)},
+                )
+        return self
+
+    def secret(self, field: str) -> SecretStr | None:
+        return self._secrets.get(field)
+
+    def secret_values(self) -> list[str]:
+        return [s.get_secret_value() for s in self._secrets.values()]
+
+
+def secret_env_name(target: str, field: str) -> str:
+    """`infa-prod`, `password` -> `INGESTION_EXPORTER_INFA_PROD_PASSWORD`."""
+    return ENV_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", f"{target}_{field}").upper()
+
+
+def _read_secret(target: str, field: str, path: Path | None) -> str | None:
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise PydanticCustomError(
+                "secret_file", "{field}_file: cannot read {path}: {why}",
+                {"field": field, "path": str(path), "why": exc.strerror or type(exc).__name__},
+            ) from exc
+        if not text:
+            raise PydanticCustomError(
+                "secret_file", "{field}_file: {path} is empty", {"field": field, "path": str(path)}
+            )
+        return text
+    return os.environ.get(secret_env_name(target, field)) or None
+
+
+class RootSettings(BaseSettings):
+    """Top-level options; `targets` is added per platform set by `settings_model()`."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    scrape_budget_seconds: float = Field(
+        8.0, gt=0, le=300, description="Collection budget per scrape; keep below Prometheus' scrape_timeout."
+    )
+    min_interval_seconds: float = Field(
+        0.0, ge=0, description="Scrapes sooner than this after the last collection get its result."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The YAML document arrives as init kwargs; the environment overrides it.
+        return env_settings, init_settings
+
+    def all_targets(self) -> Sequence[TargetSettings]:
+        targets: Sequence[TargetSettings] = getattr(self, "targets", ())
+        return targets
+
+    def secret_values(self) -> list[str]:
+        return [value for target in self.all_targets() for value in target.secret_values()]
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> RootSettings:
+        names = [t.name for t in self.all_targets()]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise PydanticCustomError("duplicate", "targets: duplicate target names {names}", {"names": duplicates})
+        return self
+
+
+def settings_model(target_models: Iterable[type[TargetSettings]]) -> type[RootSettings]:
+    """The root model for a set of platforms: `targets` is a list discriminated by `platform`."""
+    models = tuple(target_models)
+    union: Any = functools.reduce(operator.or_, models)
+    target_type: Any = models[0] if len(models) == 1 else Annotated[union, Field(discriminator="platform")]
+    model: type[RootSettings] = create_model(
+        "Settings", __base__=RootSettings, targets=(list[target_type], Field(default_factory=list))
+    )
+    return model
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; its lines name the field and the reason."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+def load_settings(model: type[RootSettings], path: Path | None) -> RootSettings:
+    """Read, validate and return the settings, or raise ConfigError with one line per problem."""
+    data: Any = {}
+    if path is not None:
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except OSError as exc:
+            raise ConfigError([f"config.file: cannot read {path}: {exc.strerror}"]) from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError([f"config.file: {path} is not valid YAML: {exc}".replace("\n", " ")]) from exc
+        if not isinstance(data, dict):
+            raise ConfigError([f"config.file: {path} must hold a mapping at the top level"])
+    try:
+        return model(**data)
+    except ValidationError as exc:
+        raise ConfigError([_describe(err, data) for err in exc.errors(include_url=False)]) from None
+
+
+def _describe(error: Any, data: Any) -> str:
+    """One line: the field path as written in YAML (platform tags dropped) and pydantic's reason."""
+    parts: list[str] = []
+    node: Any = data
+    for item in error["loc"]:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+            node = node[item] if isinstance(node, list) and item < len(node) else None
+            continue
+        if isinstance(node, dict) and item not in node and "platform" in node and item == node.get("platform"):
+            continue  # the discriminator's tag is not a key the user wrote
+        parts.append(("." if parts else "") + str(item))
+        node = node.get(item) if isinstance(node, dict) else None
+    where = "".join(parts) or "config"
+    if error["type"] == "union_tag_invalid":
+        return f"{where}.platform: {error['msg']}"
+    return f"{where}: {error['msg']}"
+
+
+def masked(settings: RootSettings) -> dict[str, Any]:
+    """The effective settings as plain data with every secret masked, for --check-config and the log."""
+    document = settings.model_dump(mode="json")
+    for target_doc, target in zip(document.get("targets", []), settings.all_targets(), strict=True):
+        for field in target.secret_fields:
+            if target.secret(field) is not None:
+                target_doc[field] = "**********"
+    return dict(document)

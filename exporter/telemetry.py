@@ -1,0 +1,67 @@
+"""The exporter's own metrics: upstream calls, errors by reason, build info.
+
+They live on the exporter's registry (never the process-global one) so tests and reloads start clean.
+"""
+
+from __future__ import annotations
+
+import platform as python_platform
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+from exporter import __version__
+from exporter.metrics import NAMESPACE
+
+ERROR_REASONS: tuple[str, ...] = (
+    "auth",
+    "timeout",
+    "connection",
+    "http_status",
+    "rate_limited",
+    "invalid_response",
+)
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Telemetry:
+    """Self-metrics shared by every target's collector and HTTP client."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        disable_created_metrics()  # `_created` series double the exposition and no dashboard reads them
+        self.scrape_errors = Counter(
+            "scrape_errors",
+            "Upstream errors met while collecting, by classified reason.",
+            ("platform", "target", "reason"),
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.upstream_requests = Counter(
+            "upstream_requests",
+            "HTTP requests sent upstream, by endpoint and outcome (status code or error reason).",
+            ("platform", "target", "endpoint", "outcome"),
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.upstream_latency = Histogram(
+            "upstream_request_duration_seconds",
+            "Latency of upstream HTTP requests, in seconds.",
+            ("platform", "target", "endpoint"),
+            namespace=NAMESPACE,
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        build = Gauge(
+            "exporter_build_info",
+            "Version of the exporter and of the Python running it; always 1.",
+            ("version", "python_version"),
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        build.labels(__version__, python_platform.python_version()).set(1)
+
+    def start_target(self, platform: str, target: str) -> None:
+        """Create every reason's series at 0 so `increase()` sees the first error."""
+        for reason in ERROR_REASONS:
+            self.scrape_errors.labels(platform, target, reason)
+
