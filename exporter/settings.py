@@ -257,10 +257,10 @@ def _describe(error: Any, data: Any) -> str:
             continue  # the discriminator's tag is not a key the user wrote
         parts.append(("." if parts else "") + str(item))
         node = node.get(item) if isinstance(node, dict) else None
-    where = "".join(parts) or "config"
+    where = "".join(parts)
     if error["type"] == "union_tag_invalid":
         return f"{where}.platform: {error['msg']}"
-    return f"{where}: {error['msg']}"
+    return f"{where}: {error['msg']}" if where else str(error["msg"])
 
 
 def masked(settings: RootSettings) -> dict[str, Any]:

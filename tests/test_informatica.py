@@ -1,0 +1,264 @@
+"""Informatica collector against recorded upstream documents (requests-mock): seeds, quirks, errors."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests_mock as rm
+
+from exporter.collectors.informatica import sisvc_url
+from tests.helpers import current_state, get, make_app, make_settings, parse, value
+
+FIXTURES = Path(__file__).parent / "fixtures" / "informatica"
+GOLDEN = Path(__file__).parent / "golden" / "informatica.prom"
+LOGIN = "https://dm2-us.informaticacloud.com"
+SISVC = "https://usw1-ing.dm2-us.informaticacloud.com/sisvc/monitor/v1"
+SEED_ID = "1948938e-3923-4602-aba8-f122e3d66faf"
+PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture(autouse=True)
+def _password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INGESTION_EXPORTER_INFA_PASSWORD", PASSWORD)
+
+
+def target(**overrides: Any) -> dict[str, Any]:
+    document = {"name": "infa", "platform": "informatica", "login_url": LOGIN, "username": "monitor",
+                "dataflows": [SEED_ID]}
+    document.update(overrides)
+    return document
+
+
+def mock_login(m: rm.Mocker, session: str = "session-1") -> Any:
+    return m.post(f"{LOGIN}/saas/public/core/v3/login", json={
+        "userInfo": {"sessionId": session, "orgId": "org"},
+        "products": [{"name": "Integration Cloud", "baseApiUrl": "https://usw1.dm2-us.informaticacloud.com/saas"}],
+    })
+
+
+def mock_seed(m: rm.Mocker) -> None:
+    mock_login(m)
+    m.get(f"{SISVC}/status/dataflows/{SEED_ID}", text=(FIXTURES / "status_seed.json").read_text())
+    m.get(re.compile(f"{SISVC}/jobs/{SEED_ID}/\\d+"), text=(FIXTURES / "job_seed.json").read_text())
+    m.get(f"{SISVC}/statistics/dataflows/{SEED_ID}", status_code=404, json={"error": {"code": "404"}})
+
+
+def probe_text(app: Any) -> str:
+    status, body = get(app, "/probe", "target=infa")
+    assert status.startswith("200")
+    return body
+
+
+def test_seed_examples_verbatim() -> None:
+    with rm.Mocker() as m:
+        mock_seed(m)
+        samples = parse(probe_text(make_app(make_settings([target()]))))
+    job = {"job_id": SEED_ID, "job_name": "testmonitor"}
+    assert current_state(samples, **job) == "running"
+    assert value(samples, "ingestion_job_vendor_state", vendor_state="running", **job) == 1
+    nodes = {dict(ls)["node"]: dict(ls)["state"] for (n, ls), v in samples.items() if n == "ingestion_node_state" and v}
+    assert nodes == {"testmonitor_source": "running", "testmonitor_target": "running"}
+    assert value(samples, "ingestion_job_deploy_duration_seconds", **job) == 1543
+    assert value(samples, "ingestion_job_deploy_start_timestamp_seconds", **job) == 1644809910  # 03:38:30Z
+    assert value(samples, "ingestion_job_deploy_end_timestamp_seconds", **job) == 1644811453  # 04:04:13Z
+    assert value(samples, "ingestion_job_last_update_timestamp_seconds", **job) == 1644839755
+    roles = {dict(ls)["node"]: dict(ls)["role"] for (n, ls) in samples if n == "ingestion_node_info"}
+    assert roles == {"testmonitor_source": "source", "testmonitor_target": "target"}
+    assert value(samples, "ingestion_job_info", run_id="42563", started_by="siqa_new") == 1
+    assert value(samples, "ingestion_scrape_success", platform="informatica") == 1
+
+
+def test_seed_matches_golden_exposition() -> None:
+    with rm.Mocker() as m:
+        mock_seed(m)
+        body = probe_text(make_app(make_settings([target()])))
+    stable = "".join(line + "\n" for line in body.splitlines() if "scrape_duration_seconds{" not in line)
+    assert stable == GOLDEN.read_text()
+
+
+def test_login_v2_and_server_url_rule() -> None:
+    with rm.Mocker() as m:
+        login = m.post("https://dm-us.informaticacloud.com/ma/api/v2/user/login",
+                       json={"icSessionId": "v2-session", "serverUrl": "https://na4.dm-us.informaticacloud.com/saas"})
+        status = m.get(f"https://na4-ing.dm-us.informaticacloud.com/sisvc/monitor/v1/status/dataflows/{SEED_ID}",
+                       text=(FIXTURES / "status_seed.json").read_text())
+        m.get(re.compile("https://na4-ing.dm-us.informaticacloud.com/sisvc/monitor/v1/(jobs|statistics)/.*"),
+              status_code=404)
+        app = make_app(make_settings([target(login_url="https://dm-us.informaticacloud.com", login_api="v2")]))
+        samples = parse(probe_text(app))
+    assert login.last_request.json() == {"@type": "login", "username": "monitor", "password": PASSWORD}
+    assert status.last_request.headers["IDS-SESSION-ID"] == "v2-session"
+    assert current_state(samples, job_id=SEED_ID) == "running"
+
+
+@pytest.mark.parametrize(("server", "expected"), [
+    ("https://na4.dm-us.informaticacloud.com/saas", "https://na4-ing.dm-us.informaticacloud.com"),
+    ("https://usw1.dm2-us.informaticacloud.com/saas/", "https://usw1-ing.dm2-us.informaticacloud.com"),
+    ("https://usw1-ing.dm2-us.informaticacloud.com", "https://usw1-ing.dm2-us.informaticacloud.com"),
+    ("http://127.0.0.1:8080/saas", "http://127.0.0.1:8080"),
+    ("http://localhost:8080/saas", "http://localhost:8080"),
+])
+def test_sisvc_url_rule(server: str, expected: str) -> None:
+    assert sisvc_url(server) == expected
+
+
+def test_configured_server_url_wins() -> None:
+    with rm.Mocker() as m:
+        mock_login(m)
+        status = m.get(f"https://sisvc.example.test/sisvc/monitor/v1/status/dataflows/{SEED_ID}",
+                       text=(FIXTURES / "status_seed.json").read_text())
+        m.get(re.compile("https://sisvc.example.test/sisvc/monitor/v1/(jobs|statistics)/.*"), status_code=404)
+        probe_text(make_app(make_settings([target(server_url="https://sisvc.example.test")])))
+    assert status.called
+
+
+def test_expired_session_renewed_with_one_login_for_concurrent_calls() -> None:
+    """The first session expires at once: four concurrent 401s must share one renewal."""
+    ids = [f"00000000-0000-0000-0000-00000000000{i}" for i in range(4)]
+    issued: list[str] = []
+    expired = {"error": {"code": "AUTH_01", "message": "Invalid session", "requestId": "r", "details": None}}
+
+    def login(_request: Any, _context: Any) -> dict[str, Any]:
+        issued.append(f"session-{len(issued) + 1}")
+        return {"userInfo": {"sessionId": issued[-1]},
+                "products": [{"baseApiUrl": "https://usw1.dm2-us.informaticacloud.com/saas"}]}
+
+    def status(request: Any, context: Any) -> dict[str, Any]:
+        if request.headers["IDS-SESSION-ID"] == "session-1":
+            context.status_code = 401
+            return expired
+        return json.loads((FIXTURES / "status_seed.json").read_text()) | {"dataflowId": request.path.rsplit("/")[-1]}
+
+    with rm.Mocker() as m:
+        m.post(f"{LOGIN}/saas/public/core/v3/login", json=login)
+        m.get(re.compile(f"{SISVC}/status/dataflows/.*"), json=status)
+        m.get(re.compile(f"{SISVC}/jobs/.*"), text=(FIXTURES / "job_seed.json").read_text())
+        m.get(re.compile(f"{SISVC}/statistics/.*"), status_code=404)
+        samples = parse(probe_text(make_app(make_settings([target(dataflows=ids)]))))
+    assert issued == ["session-1", "session-2"]
+    assert value(samples, "ingestion_scrape_success", target="infa") == 1
+    assert all(current_state(samples, job_id=flow) == "running" for flow in ids)
+
+
+def test_one_missing_dataflow_is_unknown_and_counted_others_unaffected() -> None:
+    missing = "11111111-2222-3333-4444-555555555555"
+    with rm.Mocker() as m:
+        mock_seed(m)
+        m.get(f"{SISVC}/status/dataflows/{missing}", status_code=404,
+              json={"error": {"code": "SISVC_404", "message": "Dataflow not found"}})
+        app = make_app(make_settings([target(dataflows=[SEED_ID, {"id": missing, "name": "gone"}])]))
+        samples = parse(get(app, "/metrics")[1])
+    assert current_state(samples, job_id=SEED_ID) == "running"
+    assert current_state(samples, job_id=missing, job_name="gone") == "unknown"
+    assert value(samples, "ingestion_scrape_errors_total", reason="http_status") == 1
+    assert value(samples, "ingestion_scrape_success", target="infa") == 0
+
+
+def test_unknown_vendor_state_kept() -> None:
+    doc = json.loads((FIXTURES / "status_seed.json").read_text()) | {"status": "Quantum Flux"}
+    with rm.Mocker() as m:
+        mock_seed(m)
+        m.get(f"{SISVC}/status/dataflows/{SEED_ID}", json=doc)
+        samples = parse(probe_text(make_app(make_settings([target()]))))
+    assert current_state(samples, job_id=SEED_ID) == "unknown"
+    assert value(samples, "ingestion_job_vendor_state", vendor_state="quantum_flux") == 1
+    assert value(samples, "ingestion_scrape_success", target="infa") == 1
+
+
+@pytest.mark.parametrize(("vendor", "state"), [
+    ("Deploying", "starting"), ("Up and Running", "running"), ("Running with Warning", "degraded"),
+    ("Running with Error", "failed"), ("Undeployed", "stopped"), ("Stopped", "stopped"), ("Running", "running"),
+])
+def test_documented_states(vendor: str, state: str) -> None:
+    doc = json.loads((FIXTURES / "status_seed.json").read_text()) | {"status": vendor}
+    with rm.Mocker() as m:
+        mock_seed(m)
+        m.get(f"{SISVC}/status/dataflows/{SEED_ID}", json=doc)
+        samples = parse(probe_text(make_app(make_settings([target()]))))
+    assert current_state(samples, job_id=SEED_ID) == state
+
+
+@pytest.mark.parametrize("body", ["{\"dataflowName\": ", "<html>502 Bad Gateway</html>", "[1, 2]",
+                                  "{\"dataflowName\": 5, \"reports\": \"none\"}"])
+def test_malformed_status_is_invalid_response(body: str) -> None:
+    with rm.Mocker() as m:
+        mock_seed(m)
+        m.get(f"{SISVC}/status/dataflows/{SEED_ID}", text=body)
+        samples = parse(get(make_app(make_settings([target()])), "/metrics")[1])
+    assert current_state(samples, job_id=SEED_ID) == "unknown"
+    assert value(samples, "ingestion_scrape_errors_total", reason="invalid_response") == 1
+
+
+def test_jobs_resource_fetched_once_per_run() -> None:
+    with rm.Mocker() as m:
+        mock_seed(m)
+        jobs = m.get(re.compile(f"{SISVC}/jobs/.*"), text=(FIXTURES / "job_seed.json").read_text())
+        app = make_app(make_settings([target()]))
+        for _ in range(3):
+            probe_text(app)
+        assert jobs.call_count == 1
+        redeployed = json.loads((FIXTURES / "status_seed.json").read_text()) | {"runId": 42600}
+        m.get(f"{SISVC}/status/dataflows/{SEED_ID}", json=redeployed)
+        probe_text(app)
+        assert jobs.call_count == 2
+        assert jobs.last_request.path.endswith("/42600")
+
+
+def test_statistics_give_throughput_counters() -> None:
+    with rm.Mocker() as m:
+        mock_seed(m)
+        stats = m.get(f"{SISVC}/statistics/dataflows/{SEED_ID}", json={
+            "dataflowId": SEED_ID, "dataflowRunId": 42563, "startTime": 1644839000000, "stopTime": None,
+            "inMessages": 120, "outMessages": 118, "inBytes": 4096, "outBytes": "4000", "nodes": []})
+        samples = parse(probe_text(make_app(make_settings([target()]))))
+    assert stats.last_request.qs == {"intervals": ["30"], "overall": ["true"]}
+    assert value(samples, "ingestion_job_read_records_total", job_id=SEED_ID) == 120
+    assert value(samples, "ingestion_job_written_records_total", job_id=SEED_ID) == 118
+    assert value(samples, "ingestion_job_written_bytes_total", job_id=SEED_ID) == 4000
+    assert value(samples, "ingestion_job_start_timestamp_seconds", job_id=SEED_ID) == 1644839000
+    assert value(samples, "ingestion_job_end_timestamp_seconds", job_id=SEED_ID) is None
+
+
+def test_login_refused_marks_target_and_keeps_jobs_visible() -> None:
+    with rm.Mocker() as m:
+        m.post(f"{LOGIN}/saas/public/core/v3/login", status_code=401, json={
+            "error": {"code": "IDS_085", "message": "Invalid user name or password.", "requestId": "x"}})
+        status = m.get(re.compile(f"{SISVC}/.*"), json={})
+        samples = parse(get(make_app(make_settings([target()])), "/metrics")[1])
+    assert not status.called
+    assert current_state(samples, job_id=SEED_ID) == "unknown"
+    assert value(samples, "ingestion_scrape_errors_total", reason="auth") == 1
+    assert value(samples, "ingestion_scrape_success", target="infa") == 0
+
+
+def test_rate_limited_backs_off() -> None:
+    with rm.Mocker() as m:
+        mock_seed(m)
+        throttled = m.get(f"{SISVC}/status/dataflows/{SEED_ID}", status_code=429, headers={"Retry-After": "60"})
+        app = make_app(make_settings([target()]))
+        first = parse(get(app, "/metrics")[1])
+        second = parse(get(app, "/metrics")[1])
+    assert throttled.call_count == 1  # the second scrape respects Retry-After and sends nothing
+    assert current_state(second, job_id=SEED_ID) == "unknown"
+    assert value(first, "ingestion_scrape_errors_total", reason="rate_limited") == 1
+    assert value(second, "ingestion_scrape_errors_total", reason="rate_limited") == 2
+
+
+def test_discovery_through_objects_api() -> None:
+    other = "22222222-2222-2222-2222-222222222222"
+    with rm.Mocker() as m:
+        mock_seed(m)
+        objects = m.get("https://usw1.dm2-us.informaticacloud.com/saas/public/core/v3/objects", json={
+            "count": 2, "objects": [{"id": SEED_ID, "path": "Default/testmonitor", "type": "SI_DATAFLOW"},
+                                    {"id": other, "path": "Default/skip-me", "type": "SI_DATAFLOW"}]})
+        app = make_app(make_settings([target(dataflows=[], discovery={"enabled": True, "exclude": ["^skip"]})]))
+        samples = parse(probe_text(app))
+        probe_text(app)
+    assert objects.call_count == 1  # reused for the discovery interval
+    assert objects.last_request.qs["q"] == ["type=='si_dataflow'"]  # requests-mock lower-cases query values
+    assert current_state(samples, job_id=SEED_ID) == "running"
+    assert value(samples, "ingestion_jobs_discovered", target="infa") == 1
