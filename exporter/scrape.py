@@ -43,16 +43,25 @@ class TargetRunner:
 
     def collect(self, budget_seconds: float | None = None) -> Output:
         """The target's samples: joined from a collection in flight, reused within min_interval, or fresh."""
+        return self.finish(*self.begin(budget_seconds))
+
+    def begin(self, budget_seconds: float | None = None) -> tuple[Future[Output], float]:
+        """Start a collection unless one is in flight or recent enough; never blocks on an upstream."""
         budget = min(self.budget_seconds, budget_seconds or self.budget_seconds)
         with self._lock:
             if self._last is not None and time.monotonic() - self._last_finished < self._min_interval:
-                return self._last
+                recent: Future[Output] = Future()
+                recent.set_result(self._last)
+                return recent, budget
             if self._in_flight is None:
                 self._in_flight = Future()
                 threading.Thread(
                     target=self._run, args=(self._in_flight, budget), name=f"collect-{self.name}", daemon=True
                 ).start()
-            in_flight = self._in_flight
+            return self._in_flight, budget
+
+    def finish(self, in_flight: Future[Output], budget: float) -> Output:
+        """Wait for a begun collection until the end of the budget; past it, report the target as overrun."""
         done, _ = wait([in_flight], timeout=budget + GRACE_SECONDS)
         if done:
             return in_flight.result()
@@ -99,7 +108,6 @@ class ExporterCollector(Collector):
     def __init__(self, runners: Sequence[TargetRunner], extra_families: Iterable[Family]) -> None:
         self.runners = {runner.name: runner for runner in runners}
         self.families = all_families(extra_families)
-        self._pool = ThreadPoolExecutor(max(1, len(self.runners)), thread_name_prefix="scrape")
 
     def describe(self) -> Iterator[Metric]:
         """Names only, so registering never calls an upstream."""
@@ -111,13 +119,12 @@ class ExporterCollector(Collector):
         yield from self.collect_targets(list(self.runners.values()))
 
     def collect_targets(self, runners: Sequence[TargetRunner], budget_seconds: float | None = None) -> list[Metric]:
-        outputs = list(self._pool.map(lambda r: r.collect(budget_seconds), runners))
-        return merge(self.families, outputs)
+        begun = [(runner, runner.begin(budget_seconds)) for runner in runners]
+        return merge(self.families, [runner.finish(*started) for runner, started in begun])
 
     def close(self) -> None:
         for runner in self.runners.values():
             runner.close()
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _empty(family: Family) -> Metric:
