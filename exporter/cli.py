@@ -110,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, stop)
     app.ready.set()
     host, port = server.server_address[:2]
-    log.info("listening", address=f"{host}:{port}", telemetry_path=args.telemetry_path, version=__version__,
+    log.info("listening", address=f"{host!s}:{port}", telemetry_path=args.telemetry_path, version=__version__,
              targets=len(collector.runners), demo=args.demo)
     try:
         server.serve_forever(poll_interval=0.2)

@@ -40,8 +40,9 @@ class Redactor:
                 text = text.replace(value, MASK)
         return text
 
-    def __call__(self, _logger: Any, _name: str, event: str | bytes) -> str:
-        return self.redact(event if isinstance(event, str) else event.decode("utf-8", "replace"))
+    def __call__(self, _logger: Any, _name: str, event: Any) -> str:
+        """The last structlog processor: it receives the rendered line."""
+        return self.redact(event if isinstance(event, str) else bytes(event).decode("utf-8", "replace"))
 
 
 REDACTOR = Redactor()

@@ -85,7 +85,7 @@ class ExporterApp:
         if with_self:
             parts.append(self.self_registry.collect)
         encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
-        body = encoder(_Merged(parts))  # type: ignore[arg-type]
+        body = encoder(_Merged(parts))
         headers = [("Content-Type", content_type)]
         if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
             body = gzip.compress(body, compresslevel=1)

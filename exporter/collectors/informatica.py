@@ -335,7 +335,7 @@ def _vendor_error(body: str) -> str:
     except ValueError:
         return body[:120] or "no details"
     if isinstance(document, dict):
-        inner = document.get("error") if isinstance(document.get("error"), dict) else document
+        inner: dict[str, Any] = document["error"] if isinstance(document.get("error"), dict) else document
         code = inner.get("code", "")
         message = inner.get("message") or inner.get("description") or ""
         return f"{code} {message}".strip() or "no details"
