@@ -14,6 +14,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from exporter import __version__
@@ -63,6 +64,8 @@ class Upstream:
         self.session.headers["Accept"] = "application/json"
         tls = settings.tls
         self.session.verify = False if tls.insecure_skip_verify else (str(tls.ca_file) if tls.ca_file else True)
+        if tls.insecure_skip_verify:  # warned about once at start, not on every request
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         if tls.cert_file and tls.key_file:
             self.session.cert = (str(tls.cert_file), str(tls.key_file))
         if settings.proxy_url:

@@ -11,7 +11,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+import structlog
+
 NAMESPACE = "ingestion"
+log = structlog.get_logger("exporter.metrics")
 
 STATES: tuple[str, ...] = (
     "starting",
@@ -177,11 +180,24 @@ class Output:
         self.jobs_with_state |= other.jobs_with_state
 
 
+_unmapped_seen: set[str] = set()
+
+
 def map_state(vendor_value: str | None, mapping: Mapping[str, str]) -> str:
-    """Normalize a vendor state through a platform's table; matching ignores case, spaces and punctuation."""
+    """Normalize a vendor state through a platform's table; matching ignores case, spaces and punctuation.
+
+    A value the table does not know is `unknown`, logged once per process so the table can be extended.
+    """
     if vendor_value is None:
         return "unknown"
-    return mapping.get(snake_case(vendor_value), "unknown")
+    key = snake_case(vendor_value)
+    state = mapping.get(key)
+    if state is None:
+        if key not in _unmapped_seen:
+            _unmapped_seen.add(key)
+            log.warning("vendor state not in the mapping; reported as unknown", vendor_state=vendor_value[:80])
+        return "unknown"
+    return state
 
 
 def all_families(extra: Iterable[Family]) -> tuple[Family, ...]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 
 import structlog
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -20,6 +20,7 @@ from prometheus_client.samples import Sample
 from exporter.collectors.base import ErrorTracker, ScrapeContext, TargetCollector
 from exporter.http import Deadline
 from exporter.metrics import JOBS_DISCOVERED, SCRAPE_DURATION, SCRAPE_SUCCESS, Family, Output, all_families
+from exporter.workers import DaemonPool
 
 log = structlog.get_logger("exporter.scrape")
 GRACE_SECONDS = 0.3
@@ -35,7 +36,7 @@ class TargetRunner:
         self.budget_seconds = collector.settings.budget_seconds or budget_seconds
         self._min_interval = min_interval
         self._errors = errors
-        self._pool = ThreadPoolExecutor(collector.settings.max_concurrency, thread_name_prefix=f"upstream-{self.name}")
+        self._pool = DaemonPool(collector.settings.max_concurrency, f"upstream-{self.name}")
         self._lock = threading.Lock()
         self._in_flight: Future[Output] | None = None
         self._last: Output | None = None
@@ -98,7 +99,7 @@ class TargetRunner:
         return out
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown()
         self.collector.close()
 
 

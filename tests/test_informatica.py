@@ -208,6 +208,22 @@ def test_jobs_resource_fetched_once_per_run() -> None:
         assert jobs.last_request.path.endswith("/42600")
 
 
+def test_jobs_resource_of_a_deploying_run_is_read_again() -> None:
+    deploying = json.loads((FIXTURES / "job_seed.json").read_text()) | {"endTime": None, "duration": None}
+    with rm.Mocker() as m:
+        mock_seed(m)
+        jobs = m.get(re.compile(f"{SISVC}/jobs/.*"), json=deploying)
+        app = make_app(make_settings([target()]))
+        first = parse(probe_text(app))
+        probe_text(app)
+        assert jobs.call_count == 2
+        m.get(re.compile(f"{SISVC}/jobs/.*"), text=(FIXTURES / "job_seed.json").read_text())
+        done = parse(probe_text(app))
+        probe_text(app)
+    assert value(first, "ingestion_job_deploy_end_timestamp_seconds", job_id=SEED_ID) is None
+    assert value(done, "ingestion_job_deploy_duration_seconds", job_id=SEED_ID) == 1543
+
+
 def test_statistics_give_throughput_counters() -> None:
     with rm.Mocker() as m:
         mock_seed(m)

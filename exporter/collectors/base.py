@@ -10,7 +10,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import wait
 from typing import Any, ClassVar, Generic, TypeVar
 
 import pydantic
@@ -20,6 +20,7 @@ from exporter.http import Deadline, Upstream, UpstreamError
 from exporter.metrics import Family, JobRef, Output
 from exporter.settings import DiscoverySettings, TargetSettings
 from exporter.telemetry import Telemetry
+from exporter.workers import DaemonPool
 
 T = TypeVar("T")
 log = structlog.get_logger("exporter.collector")
@@ -90,7 +91,7 @@ class ErrorTracker:
 class ScrapeContext:
     """One collection's deadline, its bounded pool of upstream calls and its error record."""
 
-    def __init__(self, deadline: Deadline, pool: ThreadPoolExecutor, errors: ErrorTracker) -> None:
+    def __init__(self, deadline: Deadline, pool: DaemonPool, errors: ErrorTracker) -> None:
         self.deadline = deadline
         self._pool = pool
         self.errors = errors

@@ -423,7 +423,10 @@ class InformaticaCollector(TargetCollector):
                 out.add(EDGE_INFO, 1, job, from_node=edge.from_node, to_node=edge.to_node)
 
     def _run_details(self, ctx: ScrapeContext, job: JobRef, run_id: str | None) -> JobRun | None:
-        """The jobs resource for the current run, fetched once per (dataflow, runId)."""
+        """The jobs resource for the current run, fetched once per (dataflow, runId) once its deployment ended.
+
+        While a run is still deploying its record has no end time and changes, so it is read again.
+        """
         if not run_id:
             return None
         cached = self._runs.get(job.job_id)
@@ -434,7 +437,8 @@ class InformaticaCollector(TargetCollector):
         except Exception as exc:  # noqa: BLE001 - deploy details are secondary to the job's state
             ctx.errors.record(exc, f"jobs {job.job_id}", job_id=job.job_id, job_name=job.job_name)
             return None
-        self._runs[job.job_id] = (run_id, run)
+        if run.endTime is not None:
+            self._runs[job.job_id] = (run_id, run)
         return run
 
     def _throughput(self, ctx: ScrapeContext, job: JobRef, out: Output) -> None:
