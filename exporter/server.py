@@ -128,7 +128,7 @@ def _plain(start_response: StartResponse, status: str, text: str) -> Iterable[by
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("request", line=format % args)
 
 

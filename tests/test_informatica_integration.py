@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from exporter.simulator import Simulator, SimulatorOptions
 from exporter.server import ExporterApp
+from exporter.simulator import Simulator, SimulatorOptions
 from tests.helpers import Samples, current_state, get, make_app, make_settings, parse, value
 
 NAME = "sim-infa"

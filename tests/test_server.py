@@ -43,7 +43,7 @@ def test_probe_needs_a_configured_name_never_a_url() -> None:
     app = make_app(make_settings([target()]))
     with rm.Mocker() as m:  # any upstream call would be an unregistered request and fail the test
         for query in ("", "target=", "target=http://169.254.169.254/", "target=nope", "target=infa&target=infa"):
-            status, body = get(app, "/probe", query)
+            status, _ = get(app, "/probe", query)
             assert status.startswith("400"), query
         assert m.call_count == 0
     assert "configured targets: infa" in get(app, "/probe", "target=nope")[1]
