@@ -187,3 +187,34 @@ class DiscoveryCache(Generic[T]):
             self._items = [item for item in found if self._settings.wants(name_of(item))]
             self._fetched_at = time.monotonic()
             return list(self._items)
+
+
+class JobDirectory:
+    """The jobs a target watches: configured ones, the last discovery's, and names learnt from reads.
+
+    Configured jobs are the baseline; discovery adds to them. A job keeps the last name the platform gave it,
+    so its series keep their labels while its status cannot be read.
+    """
+
+    def __init__(self, configured: list[JobRef], discovery: DiscoverySettings) -> None:
+        self._configured = configured
+        self._discovery: DiscoveryCache[JobRef] = DiscoveryCache(discovery)
+        self._names: dict[str, str] = {}
+
+    def refresh(self, ctx: ScrapeContext, fetch: Callable[[Deadline], list[JobRef]]) -> list[JobRef]:
+        """Discover (at most once per discovery interval) and return every known job."""
+        self._discovery.get(ctx, fetch, lambda job: job.job_name)
+        return self.known()
+
+    def known(self) -> list[JobRef]:
+        jobs: dict[str, JobRef] = {}
+        for job in (*self._configured, *self._discovery.items):
+            jobs.setdefault(job.job_id, job)
+        return [JobRef(job.job_id, self._names.get(job.job_id) or job.job_name) for job in jobs.values()]
+
+    def learn(self, job: JobRef, name: str | None) -> JobRef:
+        """Remember the name a read gave the job and return the job under it."""
+        if not name:
+            return job
+        self._names[job.job_id] = name
+        return JobRef(job.job_id, name)

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, model_validator
 
-from exporter.collectors.base import DiscoveryCache, ScrapeContext, TargetCollector
+from exporter.collectors.base import JobDirectory, ScrapeContext, TargetCollector
 from exporter.http import Deadline, Upstream, UpstreamError, decode_json
 from exporter.metrics import (
     JOB_END,
@@ -360,8 +360,7 @@ class InformaticaCollector(TargetCollector):
         assert isinstance(settings, InformaticaTarget)
         self.config = settings
         self.client = InformaticaClient(settings, upstream)
-        self._discovery: DiscoveryCache[JobRef] = DiscoveryCache(settings.discovery)
-        self._names: dict[str, str] = {}
+        self.jobs = JobDirectory(settings.dataflow_refs(), settings.discovery)
         self._runs: dict[str, tuple[str, JobRun]] = {}
 
     @classmethod
@@ -375,21 +374,15 @@ class InformaticaCollector(TargetCollector):
         return target, {"password": credentials["password"]}
 
     def known_jobs(self) -> list[JobRef]:
-        jobs: dict[str, JobRef] = {}
-        for job in (*self.config.dataflow_refs(), *self._discovery.items):
-            jobs.setdefault(job.job_id, job)
-        return [JobRef(j.job_id, self._names.get(j.job_id) or j.job_name) for j in jobs.values()]
+        return self.jobs.known()
 
     def collect(self, ctx: ScrapeContext, out: Output) -> None:
         self.client.session(ctx.deadline)
-        self._discovery.get(ctx, self.client.discover, lambda job: job.job_name)
-        ctx.each_job(self.known_jobs(), out, lambda job, buf: self._read(ctx, job, buf))
+        ctx.each_job(self.jobs.refresh(ctx, self.client.discover), out, lambda job, buf: self._read(ctx, job, buf))
 
     def _read(self, ctx: ScrapeContext, job: JobRef, out: Output) -> None:
         status = self.client.status(job.job_id, ctx.deadline)
-        if status.dataflowName:
-            self._names[job.job_id] = status.dataflowName
-            job = JobRef(job.job_id, status.dataflowName)
+        job = self.jobs.learn(job, status.dataflowName)
         out.job_state(job, map_state(status.status, STATE_MAP), status.status or "none")
         out.add_optional(JOB_LAST_UPDATE, status.timestamp, job)
         self._nodes(status, job, out)
