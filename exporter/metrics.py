@@ -86,6 +86,11 @@ NODE_STATE = gauge(
     "Normalized state of a job's node or operator: 1 for the current state, 0 for the others.",
     (*NODE_LABELS, "state"),
 )
+NODE_VENDOR_STATE = gauge(
+    "node_vendor_state",
+    "The platform's own state of a job's node, snake_cased; always 1, the value is in the vendor_state label.",
+    (*NODE_LABELS, "vendor_state"),
+)
 SCRAPE_SUCCESS = gauge(
     "scrape_success",
     "1 when every upstream call for the target succeeded during the last collection, else 0.",
@@ -109,6 +114,7 @@ CORE_FAMILIES: tuple[Family, ...] = (
     JOB_START,
     JOB_END,
     NODE_STATE,
+    NODE_VENDOR_STATE,
     SCRAPE_SUCCESS,
     SCRAPE_DURATION,
     JOBS_DISCOVERED,
@@ -211,6 +217,13 @@ def all_families(extra: Iterable[Family]) -> tuple[Family, ...]:
         if family not in families:
             families.append(family)
     return tuple(families)
+
+
+def node_info_family(*extra_labels: str) -> Family:
+    """A platform's `ingestion_node_info`: the node labels and its own descriptive labels."""
+    return gauge(
+        "node_info", "Descriptive labels of a job's node or operator; always 1.", (*NODE_LABELS, *extra_labels)
+    )
 
 
 def job_info_family(*extra_labels: str) -> Family:

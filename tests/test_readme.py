@@ -1,14 +1,15 @@
-"""The README's metrics table lists exactly the families the exporter exports."""
+"""The README documents exactly what the code does: its metrics table and its state mapping table."""
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from exporter.collectors import platform_families
-from exporter.metrics import NAMESPACE, all_families
+from exporter.collectors import COLLECTORS, platform_families
+from exporter.metrics import NAMESPACE, all_families, snake_case
 from exporter.telemetry import Telemetry
 
 README = Path(__file__).parent.parent / "README.md"
@@ -33,3 +34,20 @@ def test_readme_metrics_table_matches_code() -> None:
     documented, exported = readme_metrics(), exported_metrics()
     assert documented - exported == set(), "documented but not exported"
     assert exported - documented == set(), "exported but not documented"
+
+
+def readme_state_rows() -> set[tuple[str, str, str]]:
+    table = README.read_text().split("<!-- state-table -->", 1)[1].split("\n\n", 1)[0]
+    rows: set[tuple[str, str, str]] = set()
+    for platform, values, state in re.findall(r"^\| (\w+) \| (.+?) \| `(\w+)` \|$", table, flags=re.MULTILINE):
+        for vendor in re.findall(r"`([^`]+)`", values):
+            rows.add((platform, snake_case(vendor), state))
+    return rows
+
+
+def test_readme_state_table_documents_every_job_state_mapping() -> None:
+    documented = readme_state_rows()
+    for platform, collector in COLLECTORS.items():
+        mapping = getattr(importlib.import_module(collector.__module__), "STATE_MAP")
+        missing = {(platform, vendor, state) for vendor, state in mapping.items()} - documented
+        assert not missing, f"{platform}: mappings missing from the README state table: {sorted(missing)}"

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from exporter.collectors.base import TargetCollector
+from exporter.collectors.cloudstream import CloudStreamCollector
+from exporter.collectors.dataarts import DataArtsCollector
 from exporter.collectors.informatica import InformaticaCollector
+from exporter.collectors.siren import SirenCollector
 from exporter.metrics import Family
 from exporter.settings import TargetSettings
 
 COLLECTORS: dict[str, type[TargetCollector]] = {
     collector.platform: collector
-    for collector in (InformaticaCollector,)
+    for collector in (InformaticaCollector, SirenCollector, DataArtsCollector, CloudStreamCollector)
 }
 
 

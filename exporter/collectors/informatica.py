@@ -27,14 +27,16 @@ from exporter.metrics import (
     JOB_LABELS,
     JOB_LAST_UPDATE,
     JOB_START,
-    NODE_LABELS,
     NODE_STATE,
+    NODE_VENDOR_STATE,
     JobRef,
     Output,
     counter,
     gauge,
     job_info_family,
     map_state,
+    node_info_family,
+    snake_case,
 )
 from exporter.parsing import EpochSeconds, Id, JsonInString, Lenient, Number
 from exporter.settings import DiscoverySettings, HttpURL, StrictModel, TargetSettings
@@ -69,11 +71,7 @@ DEPLOY_END = gauge(
 DEPLOY_DURATION = gauge(
     "job_deploy_duration_seconds", "How long the deployment of the job's current run took, in seconds.", JOB_LABELS
 )
-NODE_INFO = gauge(
-    "node_info",
-    "A node of the job's topology: its id, role (source or target) and connection; always 1.",
-    (*NODE_LABELS, "node_id", "role", "connection_id"),
-)
+NODE_INFO = node_info_family("node_id", "role", "connection_id")
 EDGE_INFO = gauge(
     "job_edge_info",
     "A data path between two nodes of the job's topology; always 1.",
@@ -406,6 +404,8 @@ class InformaticaCollector(TargetCollector):
             node = by_id.get(report.id) if report.id else None
             name = (node.name if node else None) or report.name or report.id or "unnamed"
             out.state_set(NODE_STATE, map_state(report.status, STATE_MAP), job, node=name)
+            if report.status:
+                out.add(NODE_VENDOR_STATE, 1, job, node=name, vendor_state=snake_case(report.status))
         for node in graph.nodes:
             out.add(
                 NODE_INFO, 1, job, node=node.name or node.id or "unnamed", node_id=node.id or "",

@@ -20,6 +20,9 @@ from typing import Any, Protocol
 
 PLATFORMS: tuple[str, ...] = (
     "informatica",
+    "siren",
+    "dataarts",
+    "cloudstream",
 )
 
 

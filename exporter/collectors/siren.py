@@ -1,0 +1,557 @@
+"""Siren Federate connector jobs (an Elasticsearch plugin): settings, client, response models and collector.
+
+Per scrape, at most: one `GET _siren/connector/jobs/<type>` (running jobs, only with discovery on), one
+`GET _siren/connector/jobs/_search?type=<type>&start_time_from=<now - look-back, ms>` (the job log), and one
+`GET _siren/connector/jobs/<type>/<id>` per configured job, plus one per discovered job that neither of the
+first two calls described. Each job is reported from its newest run by `start_time`; on a tie the job
+endpoint wins over the running list, which wins over the log. The exporter never calls `_abort` or any other
+mutating endpoint. Sample output::
+
+    ingestion_job_state{platform="siren",target="es",job_id="postgres-events",…,state="running"} 1.0
+    ingestion_job_vendor_state{…,vendor_state="running"} 1.0
+    ingestion_job_records_total{…} 3459.0
+    ingestion_job_start_timestamp_seconds{…} 1538731228.589
+    ingestion_job_error_messages{…} 0.0
+    ingestion_job_aborting{…} 0.0
+
+Running-jobs list. Its answer is not documented; these shapes are accepted (anything else is counted as
+`invalid_response` and the configured jobs are still read from the job endpoint):
+
+- a list of entries: `[entry, ...]`, or the same list under `jobs` or under the job type (`{"jobs": [...]}`,
+  `{"ingestion": [...]}`), or Elasticsearch hits (`{"hits": {"hits": [...]}}`);
+- a map from job id to entry or to a state string: `{"postgres-events": {...}}`, `{"postgres-events": "running"}`;
+- one job document on its own (the job endpoint's shape).
+
+An entry is a job document with the status under `status` (`{"_id", "type", "found", "status": {...}}`), a
+bare status (`{"id", "state", "count", ...}`), a hit with the status under `_source.<type>`, `_source.status`
+or `_source` itself, or a plain job id string (the job endpoint is then asked for the details). An entry
+without an id is skipped and counted as `invalid_response`; the good entries are still used.
+
+Decisions:
+- A job the job endpoint answers `found: false` for (HTTP 200 or 404) and that no other call describes is
+  reported with state `unknown` and vendor state `not_found`, and a warning is logged once: it is configured,
+  so it stays visible, but it has never run (or the id is misspelt).
+- Discovered jobs (discovery on) are the ids of the running list and of the job log inside the look-back
+  window. A discovered job stays reported while its newest run is running or ended inside the window; once
+  it leaves both lists the job endpoint is asked for its last run, so a run longer than the window still
+  shows its final state once before the job is dropped.
+- `job_name` is the configured name, else the job id (Siren jobs have no other name).
+- `ingestion_job_last_success_timestamp_seconds` is the end of the newest successful run seen in any answer,
+  kept in memory across scrapes (it survives the run leaving the window, not a restart of the exporter).
+- The job log is read in one request; Elasticsearch rejects URL parameters it does not know, so no page size
+  is sent. When `hits.total` says more runs exist than were returned, a warning is logged once: shorten
+  `search_lookback_seconds`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+from urllib.parse import quote
+
+import structlog
+from pydantic import Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from exporter import logs
+from exporter.collectors.base import ScrapeContext, TargetCollector
+from exporter.http import Deadline, Upstream, UpstreamError
+from exporter.metrics import JOB_END, JOB_LABELS, JOB_START, JobRef, Output, counter, gauge, map_state
+from exporter.parsing import EpochSeconds, Id, Lenient, Number
+from exporter.settings import DiscoverySettings, HttpURL, StrictModel, TargetSettings, secret_env_name
+
+PLATFORM = "siren"
+log = structlog.get_logger("exporter.siren")
+
+# Vendor state (snake_cased) -> normalized state: the five documented values.
+STATE_MAP: dict[str, str] = {
+    "running": "running",
+    "aborting": "stopping",
+    "aborted": "stopped",
+    "error": "failed",
+    "successful": "succeeded",
+}
+NOT_FOUND = "not_found"
+
+RECORDS = counter("job_records_total", "Records processed by the job's current or last run.", JOB_LABELS)
+ERROR_MESSAGES = gauge(
+    "job_error_messages",
+    "Error messages reported by the job's current or last run; the texts stay upstream, never in labels.",
+    JOB_LABELS,
+)
+ABORTING = gauge(
+    "job_aborting",
+    "1 when the job's current or last run carries the upstream's aborting flag (an abort was requested), else 0.",
+    JOB_LABELS,
+)
+LAST_SUCCESS = gauge(
+    "job_last_success_timestamp_seconds",
+    "When the job's newest successful run seen by the exporter ended, in seconds since the epoch.",
+    JOB_LABELS,
+)
+
+
+class SirenJobRef(StrictModel):
+    id: str = Field(min_length=1)
+    name: str = ""
+
+
+class SirenTarget(TargetSettings):
+    """An Elasticsearch cluster running Siren Federate, how to authenticate, and the connector jobs to watch."""
+
+    secret_fields: ClassVar[tuple[str, ...]] = ("password", "api_key", "token")
+
+    platform: Literal["siren"]
+    base_url: HttpURL = Field(description="The Elasticsearch cluster, e.g. https://es.example.com:9200.")
+    job_type: str = Field("ingestion", pattern=r"^[a-z][a-z0-9_-]{0,62}$", description="Connector job type.")
+    auth: Literal["basic", "api_key", "bearer", "none"] = Field(
+        "basic", description="basic (username + password), api_key (ApiKey header), bearer (token), none."
+    )
+    username: str | None = Field(None, min_length=1, description="User for basic auth.")
+    password_file: Path | None = Field(None, description="File holding the basic-auth password.")
+    api_key_file: Path | None = Field(
+        None, description="File holding the API key: `id:api_key`, or its base64 encoding as Elasticsearch returns it."
+    )
+    token_file: Path | None = Field(None, description="File holding the bearer token.")
+    jobs: list[SirenJobRef | str] = Field(default_factory=list, description="Job ids (or {id, name}) to watch.")
+    discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
+    search_lookback_seconds: float = Field(
+        3600.0, ge=0, le=30 * 86400,
+        description="How far back the job log is searched (start_time_from); 0 turns the log search off.",
+    )
+
+    @field_validator("jobs")
+    @classmethod
+    def _unique_jobs(cls, value: list[SirenJobRef | str]) -> list[SirenJobRef | str]:
+        ids = [j if isinstance(j, str) else j.id for j in value]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate job ids {duplicates}")
+        return value
+
+    @model_validator(mode="after")
+    def _usable(self) -> SirenTarget:
+        if not self.jobs and not self.discovery.enabled:
+            raise ValueError("jobs: list at least one job id, or enable discovery")
+        needed = {"basic": "password", "api_key": "api_key", "bearer": "token"}.get(self.auth)
+        if self.auth == "basic" and not self.username:
+            raise PydanticCustomError("missing", "username: required with auth basic", {})
+        if needed is not None and self.secret(needed) is None:
+            raise PydanticCustomError(
+                "missing_secret",
+                "{field}: required with auth {auth}; set {field}_file or the environment variable {env}",
+                {"field": needed, "auth": self.auth, "env": secret_env_name(self.name, needed)},
+            )
+        if self.auth == "api_key":
+            api_key_header(self._secret_value("api_key"))  # fails fast on a value that is neither form
+        return self
+
+    def _secret_value(self, field: str) -> str:
+        secret = self.secret(field)
+        return "" if secret is None else secret.get_secret_value()
+
+    def job_refs(self) -> list[JobRef]:
+        return [JobRef(j, j) if isinstance(j, str) else JobRef(j.id, j.name or j.id) for j in self.jobs]
+
+    def authorization(self) -> str | None:
+        """The Authorization header value for the configured scheme (None: send none)."""
+        if self.auth == "basic":
+            raw = f"{self.username}:{self._secret_value('password')}".encode()
+            return "Basic " + base64.b64encode(raw).decode("ascii")
+        if self.auth == "api_key":
+            return "ApiKey " + api_key_header(self._secret_value("api_key"))
+        if self.auth == "bearer":
+            return "Bearer " + self._secret_value("token")
+        return None
+
+
+def api_key_header(value: str) -> str:
+    """The credential of an `ApiKey` header from either form an Elasticsearch user has at hand.
+
+    A value with a ':' is `id:api_key` and is base64-encoded (the base64 alphabet has no ':'). Any other value
+    must already be the encoded form, i.e. decode to `id:api_key`, and is sent as given.
+    """
+    value = value.strip()
+    if ":" in value:
+        return base64.b64encode(value.encode()).decode("ascii")
+    try:
+        decoded = base64.b64decode(value, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        decoded = ""
+    if ":" not in decoded:
+        raise PydanticCustomError(
+            "api_key", "api_key: neither `id:api_key` nor the base64 encoding of one (the value is not shown)", {}
+        )
+    return value
+
+
+# --- response models -------------------------------------------------------------------------------------
+
+
+def _messages(value: Any) -> Any:
+    """`error` is documented as a list of strings; a single string counts as one message."""
+    if isinstance(value, str):
+        return [value]
+    return value
+
+
+class JobStatus(Lenient):
+    """One run of a job, as the job endpoint, the running list and the job log report it."""
+
+    id: Id | None = None
+    is_running: bool | None = None
+    is_aborting: bool | None = None
+    start_time: EpochSeconds = None
+    end_time: EpochSeconds = None
+    infos: str | None = None
+    error: list[str] | None = None
+    state: str | None = None
+    count: Number | None = None
+    last_id: Id | None = None
+
+    @field_validator("error", mode="before")
+    @classmethod
+    def _error_list(cls, value: Any) -> Any:
+        return _messages(value)
+
+
+class JobDocument(Lenient):
+    """The job endpoint's answer: `{_id, type, found, status}`."""
+
+    doc_id: Id | None = Field(None, alias="_id")
+    type: str | None = None
+    found: bool | None = None
+    status: JobStatus | None = None
+
+
+class SearchTotal(Lenient):
+    value: int = 0
+    relation: str = "eq"
+
+
+class SearchHit(Lenient):
+    hit_id: Id | None = Field(None, alias="_id")
+    source: dict[str, Any] = Field(default_factory=dict, alias="_source")
+
+
+class SearchHits(Lenient):
+    total: int | SearchTotal | None = None
+    hits: list[SearchHit] = []
+
+
+class SearchResult(Lenient):
+    hits: SearchHits = SearchHits()
+
+    def total(self) -> int | None:
+        total = self.hits.total
+        return total.value if isinstance(total, SearchTotal) else total
+
+
+@dataclass(frozen=True)
+class Run:
+    """A job's run from one source; `status` is None when the source only named the job (running)."""
+
+    job_id: str
+    status: JobStatus | None
+    source: str  # "job", "running" or "log": the tie-break order when two runs started at the same time
+
+
+@dataclass
+class RunningList:
+    runs: list[Run]
+    skipped: int  # entries that could not be understood
+
+
+SOURCE_RANK = {"log": 0, "running": 1, "job": 2}
+
+
+def _status_of(entry: Mapping[str, Any], job_type: str) -> Mapping[str, Any] | None:
+    """The status object inside one entry, whatever wrapper it came in; None if there is none."""
+    if isinstance(entry.get("status"), Mapping):
+        inner: Mapping[str, Any] = entry["status"]
+        return inner
+    source = entry.get("_source")
+    if isinstance(source, Mapping):
+        for key in (job_type, "status"):
+            if isinstance(source.get(key), Mapping):
+                nested: Mapping[str, Any] = source[key]
+                return nested
+        return source
+    if any(key in entry for key in ("state", "is_running", "id", "start_time")):
+        return entry
+    return None
+
+
+def _entry_run(entry: Any, job_type: str, key: str | None, source: str) -> Run | None:
+    """One entry of a list as a Run; None when it cannot be understood."""
+    if isinstance(entry, str) and entry:
+        if key is None:
+            return Run(entry, None, source)  # a bare id: the job endpoint gives the details
+        return Run(key, JobStatus(id=key, state=entry), source)  # id -> state string
+    if not isinstance(entry, Mapping):
+        return None
+    inner = _status_of(entry, job_type)
+    if inner is None:
+        return None
+    status = JobStatus.model_validate(inner)
+    doc_id = entry.get("_id") if "_source" not in entry else None  # a log hit's _id names the run, not the job
+    job_id = status.id or (str(doc_id) if doc_id else None) or key
+    if not job_id:
+        return None
+    return Run(job_id, status if status.id else status.model_copy(update={"id": job_id}), source)
+
+
+def parse_running(document: Any, job_type: str) -> RunningList:
+    """The running-jobs answer in any of the accepted shapes (see the module docstring)."""
+    if isinstance(document, list):
+        runs = [_entry_run(entry, job_type, None, "running") for entry in document]
+        return RunningList([r for r in runs if r is not None], sum(r is None for r in runs))
+    if not isinstance(document, Mapping):
+        raise UpstreamError("invalid_response", f"running jobs: expected an object or a list, got {_kind(document)}")
+    if isinstance(document.get("hits"), Mapping):
+        return parse_running(document["hits"].get("hits", []), job_type)
+    for key in ("jobs", job_type):
+        if isinstance(document.get(key), list | Mapping):
+            return parse_running(document[key], job_type)
+    if isinstance(document.get("status"), Mapping) or "found" in document:
+        if document.get("found") is False:
+            return RunningList([], 0)
+        run = _entry_run(document, job_type, None, "running")
+        return RunningList([run] if run else [], 0 if run else 1)
+    runs = [_entry_run(entry, job_type, str(key), "running") for key, entry in document.items()]
+    return RunningList([r for r in runs if r is not None], sum(r is None for r in runs))
+
+
+def _kind(value: Any) -> str:
+    return type(value).__name__
+
+
+# --- client ----------------------------------------------------------------------------------------------
+
+
+class JobNotFoundError(Exception):
+    """The job endpoint knows no run of this job."""
+
+
+_FOUND_FALSE = re.compile(r'"found"\s*:\s*false')
+
+
+class SirenClient:
+    """The three read calls of the connector job API; the Authorization header goes on every request."""
+
+    def __init__(self, settings: SirenTarget, upstream: Upstream) -> None:
+        self._settings = settings
+        self._upstream = upstream
+        self._base = f"{settings.base_url}/_siren/connector/jobs"
+        authorization = settings.authorization()
+        self._headers = {"Authorization": authorization} if authorization else {}
+        if authorization:
+            # The encoded header is derived from the secret: mask it in logs as well as the secret itself.
+            logs.REDACTOR.add([authorization.split(" ", 1)[1]])
+
+    def _get(self, url: str, endpoint: str, deadline: Deadline, params: Mapping[str, Any] | None = None) -> Any:
+        return self._upstream.get_json(url, endpoint=endpoint, deadline=deadline, headers=self._headers, params=params)
+
+    def running(self, deadline: Deadline) -> RunningList:
+        document = self._get(f"{self._base}/{self._settings.job_type}", "jobs_running", deadline)
+        return parse_running(document, self._settings.job_type)
+
+    def job(self, job_id: str, deadline: Deadline) -> JobStatus:
+        """The job's current run, or its last one; JobNotFoundError when the upstream has none."""
+        url = f"{self._base}/{self._settings.job_type}/{quote(job_id, safe='')}"
+        try:
+            document = self._get(url, "job", deadline)
+        except UpstreamError as exc:
+            if exc.status == 404 and _FOUND_FALSE.search(exc.body):
+                raise JobNotFoundError(job_id) from exc
+            raise
+        parsed = JobDocument.model_validate(document)
+        if parsed.found is False:
+            raise JobNotFoundError(job_id)
+        if parsed.status is None:
+            run = _entry_run(document, self._settings.job_type, job_id, "job") if isinstance(document, dict) else None
+            if run is None or run.status is None:
+                raise UpstreamError("invalid_response", "job document has no status")
+            return run.status
+        return parsed.status if parsed.status.id else parsed.status.model_copy(update={"id": job_id})
+
+    def search(self, start_time_from_ms: int, deadline: Deadline) -> tuple[list[Run], int | None]:
+        """Runs in the job log that started at or after the given time, and the log's total count."""
+        params = {"type": self._settings.job_type, "start_time_from": start_time_from_ms}
+        document = self._get(f"{self._base}/_search", "jobs_search", deadline, params)
+        result = SearchResult.model_validate(document)
+        runs: list[Run] = []
+        for hit in result.hits.hits:
+            run = _entry_run(hit.model_dump(by_alias=True), self._settings.job_type, None, "log")
+            if run is not None:
+                runs.append(run)
+        return runs, result.total()
+
+
+# --- collector -------------------------------------------------------------------------------------------
+
+
+def newest(runs: list[Run]) -> Run | None:
+    """The run that started last; on a tie the job endpoint beats the running list, which beats the log.
+
+    A live answer (job endpoint, running list) without a start time is the current run: it counts as newest.
+    """
+
+    def key(run: Run) -> tuple[float, int]:
+        start = run.status.start_time if run.status else None
+        if start is None:
+            start = 0.0 if run.source == "log" else math.inf
+        return start, SOURCE_RANK[run.source]
+
+    described = [r for r in runs if r.status is not None]
+    return max(described, key=key) if described else None
+
+
+class SirenCollector(TargetCollector):
+    """State, processed records, start/end, errors and last success of Siren Federate connector jobs."""
+
+    platform: ClassVar[str] = PLATFORM
+    settings_model: ClassVar[type[TargetSettings]] = SirenTarget
+    families = (RECORDS, ERROR_MESSAGES, ABORTING, LAST_SUCCESS)
+
+    def __init__(self, settings: TargetSettings, upstream: Upstream) -> None:
+        super().__init__(settings, upstream)
+        assert isinstance(settings, SirenTarget)
+        self.config = settings
+        self.client = SirenClient(settings, upstream)
+        self._configured = {job.job_id: job for job in settings.job_refs()}
+        self._lock = threading.Lock()
+        self._discovered: dict[str, JobRef] = {}
+        self._last_success: dict[str, float] = {}
+        self._warned: set[str] = set()
+        self.clock: Callable[[], float] = time.time
+
+    @classmethod
+    def demo_target(
+        cls, name: str, url: str, credentials: dict[str, str], jobs: list[dict[str, str]]
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        target: dict[str, Any] = {
+            "name": name, "platform": PLATFORM, "base_url": url, "auth": "basic",
+            "username": credentials["username"], "jobs": [job["id"] for job in jobs[:2]],
+            "discovery": {"enabled": True, "interval_seconds": 60}, "search_lookback_seconds": 86400,
+        }
+        return target, {"password": credentials["password"]}
+
+    def known_jobs(self) -> list[JobRef]:
+        with self._lock:
+            discovered = [job for job_id, job in self._discovered.items() if job_id not in self._configured]
+        return [*self._configured.values(), *discovered]
+
+    def collect(self, ctx: ScrapeContext, out: Output) -> None:
+        now = self.clock()
+        calls: list[tuple[str, Callable[[], object]]] = []
+        if self.config.discovery.enabled:
+            calls.append(("running jobs", lambda: self.client.running(ctx.deadline)))
+        if self.config.search_lookback_seconds > 0:
+            since_ms = int((now - self.config.search_lookback_seconds) * 1000)
+            calls.append(("job log", lambda: self.client.search(since_ms, ctx.deadline)))
+        runs: list[Run] = []
+        for (subject, _call), result in zip(calls, ctx.map(calls, lambda item: item[1]()), strict=True):
+            if isinstance(result, BaseException):
+                ctx.errors.record(result, subject)
+            else:
+                runs.extend(self._accept(ctx, result))
+        by_job: dict[str, list[Run]] = {}
+        for run in runs:
+            by_job.setdefault(run.job_id, []).append(run)
+            self._note_success(run)
+        if self.config.discovery.enabled:
+            with self._lock:
+                for job_id in by_job:
+                    if job_id not in self._configured and self.config.discovery.wants(job_id):
+                        self._discovered.setdefault(job_id, JobRef(job_id, job_id))
+        ctx.each_job(
+            self.known_jobs(), out, lambda job, buf: self._read(ctx, job, by_job.get(job.job_id, []), now, buf)
+        )
+
+    def _accept(self, ctx: ScrapeContext, result: object) -> list[Run]:
+        """Runs from the running list or the job log; partial answers are used and counted as invalid."""
+        if isinstance(result, RunningList):
+            if result.skipped:
+                ctx.errors.record(
+                    UpstreamError("invalid_response", f"{result.skipped} running-job entries without a job id"),
+                    "running jobs",
+                )
+            return result.runs
+        assert isinstance(result, tuple)
+        found, total = result
+        if total is not None and total > len(found):
+            self._warn_once(
+                "search-truncated", "job log holds more runs than it returned; shorten search_lookback_seconds",
+                total=total, returned=len(found),
+            )
+        runs: list[Run] = found
+        return runs
+
+    def _read(self, ctx: ScrapeContext, job: JobRef, runs: list[Run], now: float, out: Output) -> None:
+        listed = bool(runs)  # named by the running list or the job log in this collection
+        # Configured jobs always ask the job endpoint; others only when no answer described their run.
+        if job.job_id in self._configured or newest(runs) is None or any(r.status is None for r in runs):
+            try:
+                status = self.client.job(job.job_id, ctx.deadline)
+                runs = [*runs, Run(job.job_id, status, "job")]
+                self._note_success(runs[-1])
+            except JobNotFoundError:
+                pass
+        chosen = newest(runs)
+        if chosen is None or chosen.status is None:
+            self._not_found(job, out)
+            return
+        status = chosen.status
+        out.job_state(job, map_state(status.state, STATE_MAP), status.state or "none")
+        out.add_optional(RECORDS, status.count, job)
+        out.add_optional(JOB_START, status.start_time, job)
+        out.add_optional(JOB_END, status.end_time, job)
+        out.add(ERROR_MESSAGES, len(status.error or []), job)
+        out.add(ABORTING, 1.0 if status.is_aborting or map_state(status.state, STATE_MAP) == "stopping" else 0.0, job)
+        with self._lock:
+            out.add_optional(LAST_SUCCESS, self._last_success.get(job.job_id), job)
+        if not listed:
+            self._expire(job, status, now)
+
+    def _not_found(self, job: JobRef, out: Output) -> None:
+        if job.job_id in self._configured:
+            self._warn_once(f"not-found {job.job_id}", "the upstream knows no run of this configured job",
+                            job_id=job.job_id)
+            out.job_state(job, "unknown", NOT_FOUND)
+            return
+        with self._lock:
+            self._discovered.pop(job.job_id, None)  # gone upstream: stop reporting it
+
+    def _expire(self, job: JobRef, status: JobStatus, now: float) -> None:
+        """Drop a discovered job that neither list named any more once its newest run ended before the window."""
+        if job.job_id in self._configured or status.is_running or status.end_time is None:
+            return
+        window = max(self.config.search_lookback_seconds, self.config.discovery.interval_seconds)
+        if status.end_time < now - window:
+            with self._lock:
+                self._discovered.pop(job.job_id, None)
+
+    def _note_success(self, run: Run) -> None:
+        status = run.status
+        if status is None or status.end_time is None or map_state(status.state, STATE_MAP) != "succeeded":
+            return
+        with self._lock:
+            if status.end_time > self._last_success.get(run.job_id, 0.0):
+                self._last_success[run.job_id] = status.end_time
+
+    def _warn_once(self, key: str, message: str, **fields: Any) -> None:
+        with self._lock:
+            if key in self._warned:
+                return
+            self._warned.add(key)
+        log.warning(message, platform=PLATFORM, target=self.config.name, **fields)
+

@@ -1,0 +1,92 @@
+{{/* Chart name, truncated to the 63 characters a label value allows. */}}
+{{- define "ingestion-exporter.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Name of the release's objects: the release name, prefixed with the chart name unless it contains it. */}}
+{{- define "ingestion-exporter.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Chart name and version, for the helm.sh/chart label. */}}
+{{- define "ingestion-exporter.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels that select the pods; never change them in an upgrade. */}}
+{{- define "ingestion-exporter.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "ingestion-exporter.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Labels on every object. */}}
+{{- define "ingestion-exporter.labels" -}}
+helm.sh/chart: {{ include "ingestion-exporter.chart" . }}
+{{ include "ingestion-exporter.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: ingestion-exporter
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* The ServiceAccount the pod runs as. */}}
+{{- define "ingestion-exporter.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "ingestion-exporter.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret mounted as credential files: existingSecret, or the one the chart makes from .Values.secrets. */}}
+{{- define "ingestion-exporter.secretName" -}}
+{{- if .Values.existingSecret }}
+{{- .Values.existingSecret }}
+{{- else if .Values.secrets }}
+{{- include "ingestion-exporter.fullname" . }}
+{{- end }}
+{{- end }}
+
+{{/* Image reference: repository, then the digest when given, else the tag (default: the chart's appVersion). */}}
+{{- define "ingestion-exporter.image" -}}
+{{- $repository := .Values.image.repository }}
+{{- if .Values.image.registry }}
+{{- $repository = printf "%s/%s" .Values.image.registry .Values.image.repository }}
+{{- end }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" $repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{/* Where the config file is mounted, and its full path. */}}
+{{- define "ingestion-exporter.configDir" -}}
+/etc/ingestion-exporter/config
+{{- end }}
+
+{{/* The exporter's config file, rendered from .Values.config; only non-secret settings belong here. */}}
+{{- define "ingestion-exporter.configFile" -}}
+{{- toYaml .Values.config }}
+{{- end }}
+
+{{/* Namespace of an optional monitoring object: its own setting, else the release's. */}}
+{{- define "ingestion-exporter.namespace" -}}
+{{- default .context.Release.Namespace .namespace }}
+{{- end }}
+
+{{/* A file name as a DNS-1123 label fragment: lower case, [a-z0-9-] only. */}}
+{{- define "ingestion-exporter.dnsFragment" -}}
+{{- regexReplaceAll "[^a-z0-9-]+" (lower .) "-" | trimAll "-" }}
+{{- end }}

@@ -1,0 +1,299 @@
+"""End to end: the simulator feeds the exporter, Prometheus scrapes it with the shipped rules, Alertmanager
+routes with the shipped example, and a webhook receives what the on-call would get.
+
+One stack for the module (about a minute to run): a job driven into failure pages and resolves; every
+dashboard query returns data; a target the exporter cannot reach gives one target page, its job alerts
+inhibited.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+from exporter.collectors import COLLECTORS
+from exporter.settings import secret_env_name
+from exporter.simulator.platforms import PLATFORMS as SIMULATED
+from tests.e2e.stack import Processes, Prometheus, Webhook, binary, free_port, labels_match, wait_for
+from tests.test_grafana import panel_queries
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRAPE_INTERVAL = "2s"
+# The shipped rules, with `for` durations short enough for a test: only the documented parameters change.
+FAST = {"job_failed_for": "2s", "target_unreachable_for": "3s", "job_unknown_for": "6s"}
+RATE_INTERVAL = "30s"
+
+
+def load_generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("grafana_generate_e2e", ROOT / "grafana" / "generate.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+generate = load_generator()
+
+
+@dataclass
+class Stack:
+    simulator: str
+    jobs: dict[str, list[dict[str, str]]]
+    prometheus: Prometheus
+    alertmanager: str
+    webhook: Webhook
+    processes: Processes
+
+    def force(self, platform: str, job_id: str, state: str | None) -> None:
+        answer = requests.post(f"{self.simulator}/_sim/{platform}/jobs/{job_id}/state", json={"state": state},
+                               timeout=5)
+        assert answer.status_code == 200, answer.text
+
+    def check_alive(self) -> None:
+        for process in self.processes.started:
+            process.check_alive()
+
+
+def start_simulator(processes: Processes, platforms: list[str]) -> tuple[str, dict[str, Any]]:
+    credentials = processes.workdir / "credentials.json"
+    process = processes.start("simulator", [
+        sys.executable, "-m", "exporter.simulator", "--listen", "127.0.0.1:0", "--jobs", "4",
+        "--transition-seconds", "3600", "--platforms", ",".join(platforms), "--credentials-out", str(credentials),
+    ], env={"PYTHONPATH": str(ROOT)})
+
+    def started() -> str | None:
+        process.check_alive()
+        found = re.search(r"url=(\S+)", process.output())
+        return found.group(1) if found else None
+
+    url = wait_for("the simulator", started, timeout=20)
+    return url, json.loads(credentials.read_text())
+
+
+def start_exporter(processes: Processes, simulator: str, credentials: dict[str, Any],
+                   jobs: dict[str, list[dict[str, str]]], platforms: list[str]) -> str:
+    targets = []
+    env = {"PYTHONPATH": str(ROOT)}
+    for platform in platforms:
+        name = f"e2e-{platform}"
+        target, secrets = COLLECTORS[platform].demo_target(name, simulator, credentials[platform], jobs[platform])
+        targets.append(target)
+        env.update({secret_env_name(name, field): value for field, value in secrets.items()})
+    config = processes.workdir / "exporter.yml"
+    config.write_text(yaml.safe_dump({"scrape_budget_seconds": 1.5, "targets": targets}))
+    port = free_port()
+    process = processes.start("exporter", [
+        sys.executable, "-m", "exporter", "--config.file", str(config), "--web.listen-address", f"127.0.0.1:{port}",
+        "--log.format", "json",
+    ], env=env)
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        process.check_alive()
+        return requests.get(f"{url}/readyz", timeout=2).status_code == 200
+
+    wait_for("the exporter", ready, timeout=20)
+    return url
+
+
+def start_alertmanager(processes: Processes, webhook: Webhook) -> str:
+    """The shipped example, its receivers pointed at the webhook (one path per receiver), its waits short."""
+    config = yaml.safe_load((ROOT / "grafana" / "alertmanager.example.yml").read_text())
+    config["route"].update(group_wait="1s", group_interval="1s", repeat_interval="1h")
+    for receiver in config["receivers"]:
+        for hook in receiver["webhook_configs"]:
+            hook["url"] = f"{webhook.url}/{receiver['name']}"
+    path = processes.workdir / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(config))
+    port = free_port()
+    process = processes.start("alertmanager", [
+        binary("prometheus-alertmanager", "alertmanager"), f"--config.file={path}",
+        f"--storage.path={processes.workdir / 'alertmanager-data'}", f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+    ])
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        process.check_alive()
+        return requests.get(f"{url}/-/ready", timeout=2).status_code == 200
+
+    wait_for("Alertmanager", ready, timeout=20)
+    return url
+
+
+def start_prometheus(processes: Processes, exporter: str, alertmanager: str) -> Prometheus:
+    rules = processes.workdir / "ingestion-exporter.rules.yml"
+    rules.write_text(generate.rules_yaml(generate.parameters(FAST)))
+    config = {
+        "global": {"scrape_interval": SCRAPE_INTERVAL, "scrape_timeout": SCRAPE_INTERVAL, "evaluation_interval": "1s"},
+        "rule_files": [str(rules)],
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager.removeprefix("http://")]}]}]},
+        "scrape_configs": [{"job_name": "ingestion-exporter",
+                            "static_configs": [{"targets": [exporter.removeprefix("http://")]}]}],
+    }
+    path = processes.workdir / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config))
+    port = free_port()
+    process = processes.start("prometheus", [
+        binary("prometheus"), f"--config.file={path}", f"--storage.tsdb.path={processes.workdir / 'prometheus-data'}",
+        f"--web.listen-address=127.0.0.1:{port}", "--rules.alert.resend-delay=1s",
+    ])
+    prometheus = Prometheus(f"http://127.0.0.1:{port}")
+
+    def ready() -> bool:
+        process.check_alive()
+        return requests.get(f"{prometheus.url}/-/ready", timeout=2).status_code == 200
+
+    wait_for("Prometheus", ready, timeout=30)
+    return prometheus
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    platforms = [name for name in COLLECTORS if name in SIMULATED]
+    assert "informatica" in platforms
+    processes = Processes(tmp_path_factory.mktemp("stack"))
+    webhook = Webhook()
+    webhook.start()
+    try:
+        simulator, credentials = start_simulator(processes, platforms)
+        jobs = requests.get(f"{simulator}/_sim/jobs", timeout=5).json()
+        exporter = start_exporter(processes, simulator, credentials, jobs, platforms)
+        alertmanager = start_alertmanager(processes, webhook)
+        prometheus = start_prometheus(processes, exporter, alertmanager)
+
+        def every_platform_scraped() -> bool:
+            seen = {s["metric"]["platform"] for s in prometheus.query('ingestion_job_state{state="running"}')}
+            return seen >= set(platforms)
+
+        wait_for("the first scrapes of every target", every_platform_scraped, timeout=30)
+        yield Stack(simulator, jobs, prometheus, alertmanager, webhook, processes)
+    except BaseException:
+        print(processes.report())
+        raise
+    finally:
+        processes.stop_all()
+        webhook.stop()
+
+
+def find_alert(stack: Stack, since: int, receiver: str, status: str, **labels: str) -> dict[str, Any] | None:
+    for path, alert in stack.webhook.alerts(since):
+        if path == f"/{receiver}" and alert["status"] == status and labels_match(alert["labels"], labels):
+            return alert
+    return None
+
+
+def test_rules_under_test_are_the_shipped_ones_with_shorter_waits() -> None:
+    shipped = yaml.safe_load(generate.RULES_FILE.read_text())
+    fast = yaml.safe_load(generate.rules_yaml(generate.parameters(FAST)))
+    assert [r["expr"] for g in fast["groups"] for r in g["rules"]] == \
+           [r["expr"] for g in shipped["groups"] for r in g["rules"]]
+    assert set(FAST) <= {name for name in generate.THRESHOLDS if name.endswith("_for")}
+
+
+def test_failed_job_pages_and_resolves(stack: Stack) -> None:
+    job = stack.jobs["informatica"][0]
+    labels = {"alertname": "IngestionJobFailed", "platform": "informatica", "target": "e2e-informatica",
+              "job_id": job["id"], "job_name": job["name"], "severity": "critical", "state": "failed",
+              "job": "ingestion-exporter"}
+    since = stack.webhook.mark()
+    stack.force("informatica", job["id"], "Running with Error")
+    fired = wait_for("IngestionJobFailed to reach the pager",
+                     lambda: find_alert(stack, since, "ingestion-pager", "firing", **labels), timeout=45)
+    assert fired["annotations"] == {
+        "summary": f"Ingestion job {job['name']} on informatica failed.",
+        "description": f"Job {job['name']} ({job['id']}) on informatica target e2e-informatica has been in the "
+                       "failed state for more than 2s.",
+        "runbook_url": f"{generate.THRESHOLDS['runbook_url'].default}#ingestionjobfailed",
+    }
+    stack.force("informatica", job["id"], "Up and Running")
+    wait_for("IngestionJobFailed to resolve",
+             lambda: find_alert(stack, since, "ingestion-pager", "resolved", **labels), timeout=45)
+    stack.check_alive()
+
+
+def fill(expr: str, platform: str, target: str, job_id: str) -> str:
+    for name, value in (("$__rate_interval", RATE_INTERVAL), ("$platform", platform), ("$target", target),
+                        ("$job", job_id)):
+        expr = expr.replace(name, value)
+    return expr
+
+
+def test_every_dashboard_query_returns_data(stack: Stack) -> None:
+    """Each query, its variables filled with some job of the stack (as a user picking it would), has data."""
+    queries = panel_queries()
+
+    def jobs() -> list[tuple[str, str, str]]:
+        series = stack.prometheus.query("max by (platform, target, job_id) (ingestion_job_state)")
+        return sorted((s["metric"]["platform"], s["metric"]["target"], s["metric"]["job_id"]) for s in series)
+
+    def missing() -> list[str]:
+        known = jobs()
+        empty = []
+        for board, what, expr in queries:
+            if not any(stack.prometheus.query(fill(expr, *job)) for job in known):
+                empty.append(f"{board} {what}: {expr}")
+        return empty
+
+    deadline = time.monotonic() + 40
+    while (empty := missing()) and time.monotonic() < deadline:
+        time.sleep(2)
+    assert not empty, "dashboard queries without data:\n" + "\n".join(empty)
+
+
+def test_unreachable_target_pages_once_and_inhibits_its_job_alerts(stack: Stack) -> None:
+    target = {"platform": "informatica", "target": "e2e-informatica"}
+    since = stack.webhook.mark()
+    answer = requests.post(f"{stack.simulator}/_sim/faults", json={"kind": "refuse", "platform": "informatica"},
+                           timeout=5)
+    assert answer.status_code == 201, answer.text
+    try:
+        page = wait_for("IngestionTargetUnreachable to reach the pager", lambda: find_alert(
+            stack, since, "ingestion-pager", "firing", alertname="IngestionTargetUnreachable", **target), timeout=60)
+        assert page["annotations"]["summary"] == "The exporter cannot read informatica target e2e-informatica."
+
+        jobs = {job["id"] for job in stack.jobs["informatica"]}
+
+        def unknown_alerts_firing() -> bool:
+            firing = {a["labels"]["job_id"] for a in stack.prometheus.alerts()
+                      if a["state"] == "firing" and labels_match(a["labels"], target)
+                      and a["labels"]["alertname"] == "IngestionJobStateUnknown"}
+            return firing >= jobs
+
+        wait_for("IngestionJobStateUnknown to fire in Prometheus for every job", unknown_alerts_firing, timeout=45)
+
+        def suppressed_in_alertmanager() -> bool:
+            answer = requests.get(f"{stack.alertmanager}/api/v2/alerts",
+                                  params={"filter": 'alertname="IngestionJobStateUnknown"'}, timeout=5)
+            alerts = [a for a in answer.json() if labels_match(a["labels"], target)]
+            return {a["labels"]["job_id"] for a in alerts} >= jobs and all(
+                a["status"]["state"] == "suppressed" and a["status"]["inhibitedBy"] for a in alerts)
+
+        wait_for("Alertmanager to inhibit the job alerts of the target", suppressed_in_alertmanager, timeout=30)
+        time.sleep(3)  # three group intervals: a job page, if any were let through, would have arrived by now
+        received = stack.webhook.alerts(since)
+        job_pages = [alert["labels"] for _, alert in received if alert["status"] == "firing"
+                     and alert["labels"]["alertname"].startswith("IngestionJob")
+                     and labels_match(alert["labels"], target)]
+        assert job_pages == []
+        target_pages = {json.dumps(alert["labels"], sort_keys=True) for _, alert in received
+                        if alert["status"] == "firing" and alert["labels"]["alertname"] == "IngestionTargetUnreachable"}
+        assert len(target_pages) == 1
+    finally:
+        requests.delete(f"{stack.simulator}/_sim/faults", timeout=5)
+    stack.check_alive()

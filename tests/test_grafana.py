@@ -1,0 +1,345 @@
+"""The shipped Grafana dashboards and Prometheus rules: valid, up to date, tested, and built only on the
+metric families the exporter exports."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry
+
+from exporter.collectors import platform_families
+from exporter.metrics import CORE_FAMILIES
+from exporter.telemetry import Telemetry
+
+ROOT = Path(__file__).resolve().parent.parent
+GRAFANA = ROOT / "grafana"
+RULES = GRAFANA / "alerts" / "ingestion-exporter.rules.yml"
+RULE_TESTS = sorted((GRAFANA / "alerts" / "tests").glob("*.yml"))
+RUNBOOK = GRAFANA / "alerts" / "runbook.md"
+DASHBOARD_FILES = sorted((GRAFANA / "dashboards").glob("*.json"))
+PANEL_TYPES = {"stat", "bargauge", "table", "timeseries", "state-timeline", "nodeGraph", "row"}
+
+
+def load_generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("grafana_generate", GRAFANA / "generate.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+generate = load_generator()
+
+
+def promtool(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which("promtool")
+    assert binary is not None, "promtool is missing: apt-get install prometheus"
+    return subprocess.run([binary, *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False)
+
+
+def rules_document() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load(RULES.read_text())
+    return document
+
+
+def alerts() -> list[dict[str, Any]]:
+    return [rule for group in rules_document()["groups"] for rule in group["rules"] if "alert" in rule]
+
+
+def recorded_names() -> set[str]:
+    return {rule["record"] for group in rules_document()["groups"] for rule in group["rules"] if "record" in rule}
+
+
+def dashboards() -> dict[str, dict[str, Any]]:
+    return {path.name: json.loads(path.read_text()) for path in DASHBOARD_FILES}
+
+
+def panels(board: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for panel in board["panels"]:
+        yield panel
+        yield from panel.get("panels", [])
+
+
+# --- exported families ----------------------------------------------------------------------------------
+
+
+def exported_names() -> set[str]:
+    """Every sample name the exporter can expose: collector families, core families and self-metrics."""
+    names = {family.full_name for family in (*CORE_FAMILIES, *platform_families())}
+    registry = CollectorRegistry()
+    telemetry = Telemetry(registry)
+    telemetry.start_target("informatica", "probe")  # labelled self-metrics only show once they have a child
+    for metric in registry.collect():
+        names.add(metric.name)
+        names.update(sample.name for sample in metric.samples)
+        if metric.type == "counter":
+            names.add(f"{metric.name}_total")
+        if metric.type == "histogram":
+            names.update(f"{metric.name}{suffix}" for suffix in ("_bucket", "_sum", "_count"))
+    return names
+
+
+KEYWORDS = {"and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right", "bool",
+            "offset", "inf", "nan"}
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
+_MATCHERS = re.compile(r"\{[^{}]*\}")
+_GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)")
+_RANGES = re.compile(r"\[[^\]]*\]")
+_IDENT = re.compile(r"(?<![\w:.])([A-Za-z_:][\w:]*)(?![\w:])(?!\s*\()")
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression reads (not functions, keywords, labels or durations)."""
+    text = _STRINGS.sub('""', expr)
+    text = _MATCHERS.sub("", text)
+    text = _GROUPING.sub("", text)
+    text = _RANGES.sub("", text)
+    return {name for name in _IDENT.findall(text) if name.lower() not in KEYWORDS}
+
+
+def test_metric_names_finds_the_families_and_only_them() -> None:
+    expr = ('histogram_quantile(0.95, sum by (le, target) (rate(ingestion_upstream_request_duration_seconds_bucket'
+            '{platform=~"a|b", target="x"}[5m]))) and on (platform) ingestion_scrape_success == bool 1 '
+            'or label_replace(ingestion:job_records:rate5m, "id", "$1", "node", "(.*)") offset 5m')
+    assert metric_names(expr) == {
+        "ingestion_upstream_request_duration_seconds_bucket", "ingestion_scrape_success",
+        "ingestion:job_records:rate5m",
+    }
+
+
+# --- Prometheus rules -----------------------------------------------------------------------------------
+
+
+def test_rules_pass_promtool_check() -> None:
+    result = promtool("check", "rules", str(RULES))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_rule_unit_tests_pass() -> None:
+    assert RULE_TESTS
+    result = promtool("test", "rules", *map(str, RULE_TESTS))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_generated_files_are_up_to_date() -> None:
+    stale = [
+        str(path.relative_to(ROOT))
+        for path, text in generate.outputs(generate.parameters(), generate.RULES_FILE, generate.DASHBOARDS_DIR).items()
+        if not path.is_file() or path.read_text() != text
+    ]
+    assert not stale, f"run python grafana/generate.py: {stale}"
+
+
+def test_every_rule_reads_only_exported_families() -> None:
+    known = exported_names() | recorded_names()
+    for group in rules_document()["groups"]:
+        for rule in group["rules"]:
+            unknown = metric_names(rule["expr"]) - known
+            assert not unknown, f"{rule.get('alert') or rule.get('record')} reads unknown families {unknown}"
+
+
+def test_every_alert_is_complete() -> None:
+    names = [rule["alert"] for rule in alerts()]
+    assert len(names) == len(set(names))
+    runbook = RUNBOOK.read_text()
+    headings = set(re.findall(r"^## (\S+)$", runbook, re.MULTILINE))
+    for rule in alerts():
+        name = rule["alert"]
+        assert rule["labels"]["severity"] in ("critical", "warning"), name
+        notes = rule["annotations"]
+        assert set(notes) == {"summary", "description", "runbook_url"}, name
+        assert notes["runbook_url"].endswith(f"runbook.md#{name.lower()}"), name
+        assert name in headings, f"runbook.md has no section for {name}"
+        if name.startswith("IngestionJob") or name == "IngestionCorruptedRecords":
+            for label in ("job_name", "job_id", "platform", "target"):
+                assert f"$labels.{label}" in notes["description"], (name, label)
+            assert "$labels.job_name" in notes["summary"] and "$labels.platform" in notes["summary"], name
+        elif name.startswith("IngestionTarget"):
+            assert "$labels.platform" in notes["description"] and "$labels.target" in notes["description"], name
+
+
+def test_every_alert_has_a_firing_and_a_silent_unit_test() -> None:
+    firing: set[str] = set()
+    silent: set[str] = set()
+    for path in RULE_TESTS:
+        for case in yaml.safe_load(path.read_text())["tests"]:
+            for check in case.get("alert_rule_test", []):
+                expected = check.get("exp_alerts") or []
+                (firing if expected else silent).add(check["alertname"])
+                for alert in expected:
+                    assert set(alert["exp_annotations"]) == {"summary", "description", "runbook_url"}, check
+    names = {rule["alert"] for rule in alerts()}
+    assert names - firing == set(), "alerts without a firing test"
+    assert names - silent == set(), "alerts without a silent test"
+
+
+def test_thresholds_are_documented_and_overridable() -> None:
+    runbook = RUNBOOK.read_text()
+    for name, threshold in generate.THRESHOLDS.items():
+        assert f"| `{name}` |" in runbook, f"runbook.md does not document {name}"
+        assert f"#   {name} = " in RULES.read_text()
+        assert threshold.help
+    text = generate.rules_yaml(generate.parameters({"job_failed_for": "7m", "job_stopped_lookback": "3h"}))
+    rules = [rule for group in yaml.safe_load(text)["groups"] for rule in group["rules"]]
+    failed = next(rule for rule in rules if rule.get("alert") == "IngestionJobFailed")
+    assert failed["for"] == "7m" and "more than 7m" in failed["annotations"]["description"]
+    assert "[3h]" in text
+    with pytest.raises(ValueError, match="unknown parameter"):
+        generate.parameters({"job_faild_for": "1m"})
+
+
+def test_generator_check_mode_reports_stale_files(tmp_path: Path) -> None:
+    out = tmp_path / "rules.yml"
+    argv = ["--rules-out", str(out), "--dashboards-dir", str(tmp_path / "dashboards")]
+    assert generate.main([*argv, "--check"]) == 1
+    assert generate.main(argv) == 0
+    assert generate.main([*argv, "--check"]) == 0
+    assert generate.main([*argv, "--check", "--set", "job_failed_for=9m"]) == 1
+
+
+def test_alertmanager_example_inhibits_job_alerts_of_an_unreachable_target() -> None:
+    config = yaml.safe_load((GRAFANA / "alertmanager.example.yml").read_text())
+    source = ['alertname="IngestionTargetUnreachable"']
+    rule = next(r for r in config["inhibit_rules"] if r["source_matchers"] == source)
+    assert rule["equal"] == ["platform", "target"]
+    pattern = re.fullmatch(r'alertname=~"(.*)"', rule["target_matchers"][0])
+    assert pattern is not None
+    job_alerts = {a["alert"] for a in alerts() if a["alert"].startswith("IngestionJob")}
+    assert job_alerts and all(re.fullmatch(pattern.group(1), name) for name in job_alerts)
+    assert not re.fullmatch(pattern.group(1), "IngestionTargetUnreachable")
+    amtool = shutil.which("amtool")
+    assert amtool is not None, "amtool is missing: apt-get install prometheus-alertmanager"
+    result = subprocess.run([amtool, "check-config", str(GRAFANA / "alertmanager.example.yml")],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- dashboards -----------------------------------------------------------------------------------------
+
+GRAFANA_FUNCTIONS = re.compile(r"^\s*(label_values|query_result)\((.*)\)\s*$", re.DOTALL)
+
+
+def panel_queries() -> list[tuple[str, str, str]]:
+    """(dashboard, panel or variable, PromQL) for every query a dashboard runs."""
+    found: list[tuple[str, str, str]] = []
+    for name, board in dashboards().items():
+        for panel in panels(board):
+            for query in panel.get("targets", []):
+                found.append((name, f"panel {panel['title']!r} {query['refId']}", query["expr"]))
+        for variable in board["templating"]["list"]:
+            if variable["type"] != "query":
+                continue
+            match = GRAFANA_FUNCTIONS.match(variable["query"]["query"])
+            assert match, f"{name}: variable {variable['name']} is not label_values() or query_result()"
+            inner = match.group(2)
+            if match.group(1) == "label_values":
+                inner = inner.rsplit(",", 1)[0]
+            found.append((name, f"variable {variable['name']}", inner))
+    return found
+
+
+def fill_variables(expr: str) -> str:
+    """Grafana's variables replaced by plausible values, so that the text is plain PromQL."""
+    for name, value in (("$__rate_interval", "1m"), ("$__interval", "15s"), ("$__range", "1h"),
+                        ("$platform", "informatica"), ("$target", "demo"), ("$job", "j1")):
+        expr = expr.replace(name, value)
+    assert "$" not in re.sub(r'"\$1"', "", expr), f"unfilled variable in {expr}"
+    return expr
+
+
+def test_dashboards_are_grafana_dashboards() -> None:
+    boards = dashboards()
+    assert set(boards) == {"ingestion-overview.json", "ingestion-job-detail.json", "ingestion-exporter-health.json"}
+    uids = set()
+    for name, board in boards.items():
+        assert board["uid"] and board["title"] and board["schemaVersion"] >= 36, name
+        uids.add(board["uid"])
+        variables = {v["name"]: v for v in board["templating"]["list"]}
+        assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+        assert {"platform", "target"} <= set(variables), name
+        ids = [p["id"] for p in panels(board)]
+        assert len(ids) == len(set(ids)), f"{name}: duplicate panel ids"
+        cells: set[tuple[int, int]] = set()
+        for panel in panels(board):
+            assert panel["type"] in PANEL_TYPES, (name, panel["type"])
+            grid = panel["gridPos"]
+            assert grid["x"] >= 0 and grid["w"] > 0 and grid["x"] + grid["w"] <= 24, (name, panel["title"])
+            area = {(x, y) for x in range(grid["x"], grid["x"] + grid["w"])
+                    for y in range(grid["y"], grid["y"] + grid["h"])}
+            assert not area & cells, f"{name}: panel {panel['title']!r} overlaps another"
+            cells |= area
+            if panel["type"] == "row":
+                continue
+            assert panel["title"] and panel["description"], name
+            assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, (name, panel["title"])
+            refs = [t["refId"] for t in panel["targets"]]
+            assert refs and len(refs) == len(set(refs)), (name, panel["title"])
+            for query in panel["targets"]:
+                assert query["datasource"] == panel["datasource"] and query["expr"].strip()
+                used = set(re.findall(r"\$(\w+)", query["expr"])) - {"__rate_interval", "__interval", "__range", "1"}
+                assert used <= set(variables), f"{name}: {panel['title']!r} uses undefined variables {used}"
+    assert len(uids) == len(boards)
+
+
+def test_dashboards_cover_what_the_on_call_needs() -> None:
+    boards = dashboards()
+    detail = boards["ingestion-job-detail.json"]
+    kinds = {p["type"] for p in panels(detail)}
+    assert {"state-timeline", "nodeGraph"} <= kinds
+    graph = next(p for p in panels(detail) if p["type"] == "nodeGraph")
+    assert {t["refId"] for t in graph["targets"]} == {"nodes", "edges"}
+    assert "job" in {v["name"] for v in detail["templating"]["list"]}
+    assert "job" in {v["name"] for v in boards["ingestion-overview.json"]["templating"]["list"]}
+    overview = " ".join(t["expr"] for p in panels(boards["ingestion-overview.json"]) for t in p.get("targets", []))
+    for needle in ("ingestion:job_state_since_timestamp_seconds", "ingestion:job_records:rate5m",
+                   "ingestion:job_bytes:rate5m", "ingestion_stream_corrupted_records_total", "ingestion_scrape_success",
+                   "sum by (state)"):
+        assert needle in overview
+    health = " ".join(t["expr"] for p in panels(boards["ingestion-exporter-health.json"]) for t in p.get("targets", []))
+    for family in ("ingestion_scrape_success", "ingestion_scrape_duration_seconds", "ingestion_upstream_requests_total",
+                   "ingestion_upstream_request_duration_seconds_bucket", "ingestion_scrape_errors_total",
+                   "ingestion_jobs_discovered"):
+        assert family in health
+
+
+def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
+    """promtool parses each query as the expression of a recording rule: a syntax error names its rule."""
+    queries = panel_queries()
+    rules = {"groups": [{"name": "dashboards", "rules": [
+        {"record": f"dashboard:query_{index}", "expr": fill_variables(expr)}
+        for index, (_, _, expr) in enumerate(queries)
+    ]}]}
+    path = tmp_path / "queries.rules.yml"
+    path.write_text(yaml.safe_dump(rules))
+    result = promtool("check", "rules", str(path))
+    if result.returncode != 0:
+        where = "\n".join(f"query_{i}: {board} {what}" for i, (board, what, _) in enumerate(queries))
+        pytest.fail(f"{result.stdout}{result.stderr}\n{where}")
+
+
+def test_promql_check_rejects_a_broken_query(tmp_path: Path) -> None:
+    path = tmp_path / "broken.rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "g", "rules": [
+        {"record": "dashboard:query_0", "expr": fill_variables("sum by (state (ingestion_job_state)")}]}]}))
+    assert promtool("check", "rules", str(path)).returncode != 0
+
+
+def test_every_dashboard_query_reads_only_exported_families() -> None:
+    known = exported_names() | recorded_names()
+    for board, what, expr in panel_queries():
+        unknown = metric_names(fill_variables(expr)) - known
+        assert not unknown, f"{board} {what} reads families the exporter does not export: {unknown}"
+    assert {"ingestion_job_state", "ingestion_scrape_success", "ingestion_upstream_requests_total"} <= known
+    assert "ingestion_job_stat" not in known  # a misspelt family is caught
