@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -40,7 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from exporter.simulator.huawei_iam import Gateway, gateway_error, iam_refusal, refused, throttled
-from exporter.simulator.platforms import Context, Platform, Reply, Request, Route, json_reply
+from exporter.simulator.lifecycle import LiveJobs, draw
+from exporter.simulator.platforms import Context, Platform, Reply, Request, Route, integer, json_reply
 
 STATES = (
     "job_init", "job_submitting", "job_submit_fail", "job_running", "job_running_exception", "job_downloading",
@@ -140,7 +140,7 @@ class CloudStream:
         return scoped
 
     def _cs_list(self, request: Request) -> Reply:
-        limit, cursor = _number(request.arg("limit"), 10), _number(request.arg("cursor"), None)
+        limit, cursor = integer(request.arg("limit"), 10), integer(request.arg("cursor"), None)
         if limit is None or not 1 <= limit <= 100 or (request.arg("cursor") is not None and cursor is None):
             return gateway_error(400, "CS.20001", "limit must be 1 to 100 and cursor a job id.")
         listed = sorted(self._jobs.listed(), key=lambda job: int(job["job_id"]),
@@ -158,7 +158,7 @@ class CloudStream:
                                 "payload": {"total": len(self._jobs.listed()), "jobs": listed[:limit]}})
 
     def _dli_list(self, request: Request) -> Reply:
-        limit, offset = _number(request.arg("limit"), 10), _number(request.arg("offset"), 0)
+        limit, offset = integer(request.arg("limit"), 10), integer(request.arg("offset"), 0)
         if limit is None or offset is None or not 1 <= limit <= 100 or offset < 0:
             return gateway_error(400, "DLI.0001", "limit must be 1 to 100 and offset 0 or more.")
         listed = self._jobs.listed()
@@ -207,31 +207,14 @@ class _SeedJobs:
         raise AssertionError("seed mode answers with the seed page")
 
 
-class _LiveJobs:
+class _LiveJobs(LiveJobs[int, _Job]):
     """Flink jobs that submit, run, fail and cancel on simulated time, computed when a request comes."""
 
     def __init__(self, context: Context) -> None:
-        self._clock = context.clock
-        self._period = context.transition_seconds
-        self._lock = threading.Lock()
-        now = self._clock.now()
-        self._jobs: dict[int, _Job] = {}
-        for index in range(context.jobs):
-            job = self._new_job(index, context.rng("cloudstream", index), now)
-            self._jobs[job.id] = job
+        super().__init__(context, "cloudstream")
 
     def seed_metrics(self) -> bytes | None:
         return None
-
-    def set_state(self, job_id: str, state: str | None) -> None:
-        with self._lock:
-            job, now = self._current(_number(job_id, None))
-            if state is None:
-                job.frozen = False
-                job.next_tick = now + self._period
-                return
-            self._enter(job, state, now)
-            job.frozen = True
 
     def listed(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -255,16 +238,14 @@ class _LiveJobs:
                 found.append({"job_id": job.id, "metrics": _metrics(job)})
             return found
 
-    def _current(self, job_id: int | None) -> tuple[_Job, float]:
-        job = self._jobs.get(job_id) if job_id is not None else None
-        if job is None:
-            raise LookupError(f"no job {job_id!r}")
-        now = self._clock.now()
-        while not job.frozen and job.next_tick <= now:
-            self._enter(job, _draw(job), job.next_tick)
-            job.next_tick += self._period
-        self._integrate(job, now)
-        return job, now
+    def _key(self, job: _Job) -> int:
+        return job.id
+
+    def _parse(self, job_id: str) -> int | None:
+        return integer(job_id, None)
+
+    def _draw(self, job: _Job) -> str:
+        return draw(job.rng, _MOVES.get(job.state, ())) or job.state
 
     def _enter(self, job: _Job, state: str, at: float) -> None:
         self._integrate(job, at)
@@ -311,15 +292,6 @@ def _metrics(job: _Job) -> dict[str, Any]:
             "total_read_rate": round(job.rate * flowing, 2), "total_write_rate": round(job.rate * flowing * 0.999, 2)}
 
 
-def _draw(job: _Job) -> str:
-    roll = job.rng.random()
-    for state, chance in _MOVES.get(job.state, ()):
-        roll -= chance
-        if roll < 0:
-            return state
-    return job.state
-
-
 def _job_ids(request: Request) -> list[int] | None:
     try:
         ids = request.json()["job_ids"]
@@ -328,15 +300,6 @@ def _job_ids(request: Request) -> list[int] | None:
     if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
         return None
     return ids
-
-
-def _number(text: str | None, default: int | None) -> int | None:
-    if text is None:
-        return default
-    try:
-        return int(text)
-    except ValueError:
-        return None
 
 
 def _ms(at: float) -> int:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter.simulator.huawei_iam import Gateway, gateway_error, iam_refusal, refused, throttled
+from exporter.simulator.lifecycle import LiveJobs, draw
 from exporter.simulator.platforms import Context, Platform, Reply, Request, Route, json_reply
 
 STARTING, NORMAL, EXCEPTION, STOPPING, STOPPED = "STARTING", "NORMAL", "EXCEPTION", "STOPPING", "STOPPED"
@@ -186,32 +186,15 @@ class _SeedJobs:
         return self._status if name == self._name else None
 
 
-class _LiveJobs:
+class _LiveJobs(LiveJobs[str, _Job]):
     """Jobs that start, run, fail and stop on simulated time, computed when a request comes."""
 
     def __init__(self, context: Context) -> None:
-        self._clock = context.clock
-        self._period = context.transition_seconds
-        self._lock = threading.Lock()
-        now = self._clock.now()
-        self._jobs: dict[str, _Job] = {}
-        for index in range(context.jobs):
-            job = self._new_job(index, context.rng("dataarts", index), now)
-            self._jobs[job.name] = job
+        super().__init__(context, "dataarts")
 
     def names(self) -> list[str]:
         with self._lock:
             return list(self._jobs)
-
-    def set_state(self, name: str, state: str | None) -> None:
-        with self._lock:
-            job, now = self._current(name)
-            if state is None:
-                job.frozen = False
-                job.next_tick = now + self._period
-                return
-            self._enter(job, state, now)
-            job.frozen = True
 
     def delete(self, name: str) -> None:
         with self._lock:
@@ -265,16 +248,14 @@ class _LiveJobs:
 
     # --- life cycle, with the lock held ---------------------------------------------------------------
 
-    def _current(self, name: str) -> tuple[_Job, float]:
-        job = self._jobs.get(name)
-        if job is None:
-            raise LookupError(f"no job {name!r}")
-        now = self._clock.now()
-        while not job.frozen and job.next_tick <= now:
-            self._enter(job, _draw(job), job.next_tick)
-            job.next_tick += self._period
-        self._integrate(job, now)
-        return job, now
+    def _key(self, job: _Job) -> str:
+        return job.name
+
+    def _parse(self, job_id: str) -> str:
+        return job_id
+
+    def _draw(self, job: _Job) -> str:
+        return draw(job.rng, _MOVES[job.state]) or job.state
 
     def _enter(self, job: _Job, state: str, at: float) -> None:
         self._integrate(job, at)
@@ -314,15 +295,6 @@ class _LiveJobs:
                 self._enter(job, target, now - rng.uniform(1, 59))
         self._integrate(job, now)
         return job
-
-
-def _draw(job: _Job) -> str:
-    roll = job.rng.random()
-    for state, chance in _MOVES[job.state]:
-        roll -= chance
-        if roll < 0:
-            return state
-    return job.state
 
 
 def _ms(at: float) -> int:

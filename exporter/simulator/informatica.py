@@ -30,7 +30,6 @@ import random
 import re
 import secrets
 import string
-import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,7 +38,8 @@ from http.client import responses
 from pathlib import Path
 from typing import Any, Protocol
 
-from exporter.simulator.platforms import Context, Platform, Reply, Request, Route, SessionStore, json_reply
+from exporter.simulator.lifecycle import LiveJobs, draw
+from exporter.simulator.platforms import Context, Platform, Reply, Request, Route, SessionStore, integer, json_reply
 
 DEPLOYING, UP, RUNNING = "Deploying", "Up and Running", "Running"
 WARNING, ERROR = "Running with Warning", "Running with Error"
@@ -194,7 +194,7 @@ class Informatica:
 
     def _objects(self, request: Request) -> Reply:
         query = request.arg("q")
-        limit, skip = _integer(request.arg("limit"), 100), _integer(request.arg("skip"), 0)
+        limit, skip = integer(request.arg("limit"), 100), integer(request.arg("skip"), 0)
         wanted = _TYPE_QUERY.fullmatch(query.strip()) if query is not None else None
         if query is not None and wanted is None:
             return _v3_error(400, "SISVC_400", f"Unsupported query: {query}")
@@ -212,13 +212,13 @@ class Informatica:
         return Reply(200, self._fleet.status(request.params["flow"]))
 
     def _job(self, request: Request) -> Reply:
-        run_id = _integer(request.params["run"], None)
+        run_id = integer(request.params["run"], None)
         if run_id is None:
             raise _NotFoundError(f"Run {request.params['run']} not found.")
         return Reply(200, self._fleet.job(request.params["flow"], run_id))
 
     def _statistics(self, request: Request) -> Reply:
-        intervals = _integer(request.arg("intervals"), None)
+        intervals = integer(request.arg("intervals"), None)
         if intervals is None or intervals < 1:
             return _v3_error(400, "SISVC_400", "The intervals parameter is required (a positive integer).")
         return Reply(200, self._fleet.statistics(request.params["flow"]))
@@ -319,35 +319,23 @@ class _Flow:
     runs: list[_Run] = field(default_factory=list)
 
 
-class _LiveFleet:
+class _LiveFleet(LiveJobs[str, _Flow]):
     """Dataflows that move through their life cycle on simulated time, computed lazily per request."""
 
     def __init__(self, context: Context, rng: random.Random, org_id: str, username: str) -> None:
-        self._clock = context.clock
-        self._period = context.transition_seconds
         self._org_id, self._username = org_id, username
         self._agent_id = "01" + _code(rng, 18, _ID_CHARS)
         self._last_run_id = 42000 + rng.randrange(10000)
         self._run_id_rng = rng
-        self._lock = threading.Lock()
-        now = self._clock.now()
-        flows = [self._new_flow(i, context.rng("informatica", i), now) for i in range(context.jobs)]
-        self._flows = {flow.id: flow for flow in flows}
+        super().__init__(context, "informatica")
 
     def jobs(self) -> list[dict[str, str]]:
-        return [{"id": flow.id, "name": flow.name} for flow in self._flows.values()]
+        return [{"id": flow.id, "name": flow.name} for flow in self._jobs.values()]
 
     def set_state(self, flow_id: str, state: str | None) -> None:
         if state is not None and state not in STATES:
             raise ValueError(f"unknown state {state!r}; known: {', '.join(STATES)}")
-        with self._lock:
-            flow, now = self._current(flow_id)
-            if state is None:
-                flow.frozen = False
-                flow.next_tick = now + self._period
-            else:
-                self._move(flow, now, state)
-                flow.frozen = True
+        super().set_state(flow_id, state)
 
     def status(self, flow_id: str) -> bytes:
         with self._lock:
@@ -412,27 +400,22 @@ class _LiveFleet:
                 for run in reversed(flow.runs)
             ])
 
-    def _current(self, flow_id: str) -> tuple[_Flow, float]:
-        """The flow brought up to now; call with the lock held."""
-        flow = self._flows.get(flow_id)
-        if flow is None:
-            raise _NotFoundError(f"Dataflow {flow_id} not found.")
-        now = self._clock.now()
-        while not flow.frozen and flow.next_tick <= now:
-            self._move(flow, flow.next_tick, self._draw(flow))
-            flow.next_tick += self._period
-        self._integrate(flow, now)
-        return flow, now
+    def _missing(self, flow_id: str | None) -> LookupError:
+        return _NotFoundError(f"Dataflow {flow_id} not found.")
+
+    def _key(self, flow: _Flow) -> str:
+        return flow.id
+
+    def _parse(self, flow_id: str) -> str:
+        return flow_id
 
     def _draw(self, flow: _Flow) -> str:
-        roll = flow.rng.random()
-        for state, chance in _MOVES[UP if flow.state in (UP, RUNNING) else flow.state]:
-            roll -= chance
-            if roll < 0:
-                return flow.healthy if state == UP else state
-        return flow.state
+        state = draw(flow.rng, _MOVES[UP if flow.state in (UP, RUNNING) else flow.state])
+        if state is None:
+            return flow.state
+        return flow.healthy if state == UP else state
 
-    def _move(self, flow: _Flow, at: float, state: str) -> None:
+    def _enter(self, flow: _Flow, state: str, at: float) -> None:
         """Enter `state` at time `at`: a deploy opens a new run; stop and undeploy close the current one."""
         self._integrate(flow, at)
         run = flow.runs[-1] if flow.runs else None
@@ -461,7 +444,7 @@ class _LiveFleet:
         self._last_run_id += self._run_id_rng.randint(1, 9)  # run ids are shared by the whole org
         return self._last_run_id
 
-    def _new_flow(self, index: int, rng: random.Random, now: float) -> _Flow:
+    def _new_job(self, index: int, rng: random.Random, now: float) -> _Flow:
         name = f"{_NAMES[index % len(_NAMES)]}-{index + 1:03d}"
         nodes = [_Node(_uuid(rng), f"{name}_source", "source"), _Node(_uuid(rng), f"{name}_target", "target")]
         if index % 3 == 2:
@@ -473,7 +456,7 @@ class _LiveFleet:
             marked=0.0, next_tick=now + self._period,
         )
         for at, state in _past(_START[index % len(_START)], flow.healthy, rng, now):
-            self._move(flow, at, state)
+            self._enter(flow, state, at)
         self._integrate(flow, now)
         return flow
 
@@ -553,15 +536,6 @@ def _invalid_session() -> Reply:
 def _v2_error(status: int, code: str, description: str) -> Reply:
     return json_reply(status, {"code": code, "description": description, "statusCode": status,
                                "@type": "error"})
-
-
-def _integer(text: str | None, default: int | None) -> int | None:
-    if text is None:
-        return default
-    try:
-        return int(text)
-    except ValueError:
-        return None
 
 
 def _dump(document: Any) -> bytes:

@@ -2,7 +2,8 @@
 
 A platform is one module of this package that defines ``create(context: Context) -> Platform``.
 Listing the module's name in PLATFORMS is all the core needs. The registry imports the modules by
-name, lazily, because each platform module imports this contract from here.
+name, lazily, because each platform module imports this contract from here. Live jobs that move on
+simulated time can build on `lifecycle.LiveJobs`.
 """
 
 from __future__ import annotations
@@ -61,6 +62,16 @@ class Request:
     def json(self) -> Any:
         """The body as JSON; raises ValueError when it is not."""
         return json.loads(self.body)
+
+
+def integer(text: str | None, default: int | None) -> int | None:
+    """A whole-number argument or path part: `default` when it is absent, None when it is not a number."""
+    if text is None:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)

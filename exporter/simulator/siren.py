@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
+from exporter.simulator.lifecycle import LiveJobs, draw
 from exporter.simulator.platforms import Context, Platform, Reply, Request, Route, json_reply
 
 TYPE = "ingestion"
@@ -319,42 +320,17 @@ class _SeedJobs:
             raise LookupError(f"no job {job_id!r}")
 
 
-class _LiveJobs:
+class _LiveJobs(LiveJobs[str, _Job]):
     """Jobs that run, count up and end on simulated time, computed when a request comes."""
 
     def __init__(self, context: Context) -> None:
-        self._clock = context.clock
-        self._period = context.transition_seconds
-        self._lock = threading.Lock()
-        now = self._clock.now()
-        self._jobs: dict[str, _Job] = {}
-        for index in range(context.jobs):
-            job = self._new_job(index, context.rng("siren", index), now)
-            self._jobs[job.id] = job
+        super().__init__(context, "siren")
 
     def ids(self) -> list[str]:
         return list(self._jobs)
 
-    def set_state(self, job_id: str, state: str | None) -> None:
-        with self._lock:
-            job, now = self._current(job_id)
-            if state is None:
-                job.frozen = False
-                job.next_tick = now + self._period
-                return
-            self._enter(job, state, now)
-            job.frozen = True
-
     def job(self, job_id: str) -> Reply:
-        with self._lock:
-            try:
-                job, _ = self._current(job_id)
-            except LookupError:
-                return _not_found(job_id)
-            run = job.current
-            if run is None:
-                return _not_found(job_id)
-            return json_reply(200, {"_id": job.id, "type": TYPE, "found": True, "status": self._status(job, run)})
+        return self._answer(job_id, abort=False)
 
     def running(self, shape: str) -> Reply:
         with self._lock:
@@ -363,7 +339,7 @@ class _LiveJobs:
                 job, _ = self._current(job_id)
                 run = job.current
                 if run is not None and job.running:
-                    documents.append({"_id": job.id, "type": TYPE, "found": True, "status": self._status(job, run)})
+                    documents.append(self._document(job, run))
             return json_reply(200, _shaped(shape, documents))
 
     def search(self, job_id: str | None, state: str | None, since: int | None, until: int | None,
@@ -380,6 +356,10 @@ class _LiveJobs:
             return json_reply(200, _hits(hits, total_as_int))
 
     def abort(self, job_id: str) -> Reply:
+        return self._answer(job_id, abort=True)
+
+    def _answer(self, job_id: str, abort: bool) -> Reply:
+        """The job's document; with `abort`, after a running run is asked to abort."""
         with self._lock:
             try:
                 job, now = self._current(job_id)
@@ -388,39 +368,29 @@ class _LiveJobs:
             run = job.current
             if run is None:
                 return _not_found(job_id)
-            if run.state == RUNNING:
+            if abort and run.state == RUNNING:
                 self._enter(job, ABORTING, now)
                 job.next_tick = now + self._period
-            return json_reply(200, {"_id": job.id, "type": TYPE, "found": True, "status": self._status(job, run)})
+            return json_reply(200, self._document(job, run))
+
+    def _document(self, job: _Job, run: _Run) -> dict[str, Any]:
+        return {"_id": job.id, "type": TYPE, "found": True, "status": self._status(job, run)}
 
     # --- life cycle, with the lock held ---------------------------------------------------------------
 
-    def _current(self, job_id: str) -> tuple[_Job, float]:
-        job = self._jobs.get(job_id)
-        if job is None:
-            raise LookupError(f"no job {job_id!r}")
-        now = self._clock.now()
-        while not job.frozen and job.next_tick <= now:
-            self._tick(job, job.next_tick)
-            job.next_tick += self._period
-        self._integrate(job, now)
-        return job, now
+    def _key(self, job: _Job) -> str:
+        return job.id
 
-    def _tick(self, job: _Job, at: float) -> None:
+    def _parse(self, job_id: str) -> str:
+        return job_id
+
+    def _draw(self, job: _Job) -> str | None:
         run = job.current
         if run is not None and run.state == ABORTING:
-            self._enter(job, ABORTED, at)
-            return
+            return ABORTED
         if job.running:
-            roll = job.rng.random()
-            for state, chance in _ENDINGS:
-                roll -= chance
-                if roll < 0:
-                    self._enter(job, state, at)
-                    return
-            return
-        if job.rng.random() < _RESTART:
-            self._enter(job, RUNNING, at)
+            return draw(job.rng, _ENDINGS)
+        return RUNNING if job.rng.random() < _RESTART else None
 
     def _enter(self, job: _Job, state: str, at: float) -> None:
         """Move the job into `state` at `at`: running opens a new run, the others end or abort the current one."""
