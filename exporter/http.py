@@ -11,18 +11,22 @@ import threading
 import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
 from exporter import __version__
+
+if TYPE_CHECKING:
+    from requests.adapters import _HostParams, _PoolKwargs
 from exporter.settings import TargetSettings
 from exporter.telemetry import Telemetry
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_BACKOFF_SECONDS = 300.0
+_CHUNK_BYTES = 64 * 1024
 _SNIPPET = 300
 
 
@@ -57,7 +61,7 @@ class Upstream:
         self._blocked_until = 0.0
         self._lock = threading.Lock()
         self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=settings.max_concurrency + 2, max_retries=0)
+        adapter = _Adapter(pool_connections=4, pool_maxsize=settings.max_concurrency + 2, max_retries=0)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
         self.session.headers["User-Agent"] = f"ingestion-exporter/{__version__}"
@@ -70,6 +74,14 @@ class Upstream:
             self.session.cert = (str(tls.cert_file), str(tls.key_file))
         if settings.proxy_url:
             self.session.proxies = {"http": settings.proxy_url, "https": settings.proxy_url}
+        # Given on every request: requests lets REQUESTS_CA_BUNDLE and *_PROXY from the environment override the
+        # session's own values, which would silently drop a target's ca_file or proxy_url.
+        self._per_request: dict[str, Any] = {"verify": self.session.verify, "proxies": dict(self.session.proxies)}
+        # requests reads the environment (~/.netrc, *_PROXY, NO_PROXY, the CA bundle variables) on every request,
+        # a tenth of the CPU at thousands of jobs: read it once per upstream origin instead (_environment_for).
+        # Credentials never come from ~/.netrc, only from the configuration.
+        self.session.trust_env = False
+        self._environment: dict[str, dict[str, Any]] = {}
 
     def back_off(self, seconds: float) -> None:
         """Send nothing to this upstream for a while (after 429 or a vendor's throttling code)."""
@@ -102,10 +114,10 @@ class Upstream:
         try:
             response = self.session.request(
                 method, url, headers=headers, params=params, json=json_body, data=data,
-                timeout=timeout, stream=True, allow_redirects=False,
+                timeout=timeout, stream=True, allow_redirects=False, **self._environment_for(url),
             )
             outcome = str(response.status_code)
-            _read_capped(response)
+            _read_capped(response, deadline)
         except UpstreamError as exc:
             outcome = exc.reason
             raise
@@ -134,11 +146,47 @@ class Upstream:
             )
         return response
 
+    def _environment_for(self, url: str) -> dict[str, Any]:
+        """verify and proxies for `url`: the target's own, else the environment's, merged the way requests does."""
+        origin = _origin(url)
+        found = self._environment.get(origin)
+        if found is None:
+            merged = requests.Session().merge_environment_settings(
+                url, self._per_request["proxies"], True, self._per_request["verify"], None
+            )
+            found = self._environment[origin] = {"verify": merged["verify"], "proxies": merged["proxies"]}
+        return found
+
     def get_json(self, url: str, *, endpoint: str, deadline: Deadline, **kwargs: Any) -> Any:
         return decode_json(self.request("GET", url, endpoint=endpoint, deadline=deadline, **kwargs))
 
     def close(self) -> None:
         self.session.close()
+
+
+def _origin(url: str) -> str:
+    """`scheme://host:port` of a URL."""
+    end = url.find("/", url.find("//") + 2)
+    return url if end < 0 else url[:end]
+
+
+class _Adapter(HTTPAdapter):
+    """Remembers the connection pool key per origin and TLS settings; requests rebuilds it, with a stat of the CA
+    bundle path, on every request."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._keys: dict[tuple[Any, ...], tuple[_HostParams, _PoolKwargs]] = {}
+
+    def build_connection_pool_key_attributes(
+        self, request: requests.PreparedRequest, verify: bool | str, cert: Any = None
+    ) -> tuple[_HostParams, _PoolKwargs]:
+        url = request.url or ""
+        key = (_origin(url), verify, cert)
+        found = self._keys.get(key)
+        if found is None:
+            found = self._keys[key] = super().build_connection_pool_key_attributes(request, verify, cert)
+        return found[0].copy(), found[1].copy()
 
 
 def decode_json(response: requests.Response) -> Any:
@@ -153,21 +201,52 @@ def decode_json(response: requests.Response) -> Any:
         ) from exc
 
 
-def _read_capped(response: requests.Response) -> None:
-    """Read the body but refuse one larger than MAX_BODY_BYTES, so a runaway upstream cannot exhaust memory."""
+
+def vendor_error(body: str) -> tuple[str, str]:
+    """(code, message) of a vendor's JSON error body, whichever of the shapes seen: Informatica v2
+    (`code`, `description`) and v3 (`error.code`, `error.message`), Huawei (`error_code`, `error_msg`, IAM's
+    `error`, CS's `message_id`), Elasticsearch (`error.type`, `error.reason`). ("", start of body) otherwise."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return "", body[:120]
+    if not isinstance(document, dict):
+        return "", ""
+    error = document.get("error")
+    inner: dict[str, Any] = error if isinstance(error, dict) else document
+    code = next((inner[k] for k in ("error_code", "code", "message_id", "type") if inner.get(k)), "")
+    message = next((inner[k] for k in ("error_msg", "message", "description", "reason") if inner.get(k)), "")
+    return str(code), str(message)
+
+def _read_capped(response: requests.Response, deadline: Deadline) -> None:
+    """Read the body within the budget and the size cap.
+
+    The read timeout only bounds each socket read, so a body that trickles in would outlast any budget;
+    the deadline is checked as each piece arrives. A body over MAX_BODY_BYTES is refused, so a runaway
+    upstream cannot exhaust memory.
+    """
     declared = response.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         response.close()
         raise UpstreamError("invalid_response", f"body of {declared} bytes exceeds the {MAX_BODY_BYTES} cap")
     chunks: list[bytes] = []
     size = 0
-    for chunk in response.iter_content(64 * 1024):
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            response.close()
-            raise UpstreamError("invalid_response", f"body exceeds the {MAX_BODY_BYTES} byte cap")
-        chunks.append(chunk)
-    response._content = b"".join(chunks)
+    try:
+        while chunk := response.raw.read1(_CHUNK_BYTES):
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                response.close()
+                raise UpstreamError("invalid_response", f"body exceeds the {MAX_BODY_BYTES} byte cap")
+            if deadline.remaining() <= 0:
+                response.close()
+                raise UpstreamError("timeout", "the answer was still arriving when the collection budget ran out")
+            chunks.append(chunk)
+    except urllib3.exceptions.ReadTimeoutError as exc:
+        raise UpstreamError("timeout", "the answer stopped arriving within the read timeout") from exc
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise UpstreamError("connection", f"the answer broke off: {type(exc).__name__}") from exc
+    response._content = b"".join(chunks)  # requests' own cache of the read body
+    response.raw.release_conn()
 
 
 def _retry_after_seconds(value: str | None) -> float:

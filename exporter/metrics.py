@@ -141,9 +141,10 @@ class JobRef:
 class Output:
     """Samples of one target's collection, later merged with the other targets' into families."""
 
-    def __init__(self, platform: str, target: str) -> None:
+    def __init__(self, platform: str, target: str, *, sparse: bool = False) -> None:
         self.platform = platform
         self.target = target
+        self.sparse = sparse
         self.samples: list[tuple[Family, tuple[str, ...], float]] = []
         self.jobs_with_state: set[str] = set()
 
@@ -162,7 +163,11 @@ class Output:
             self.add(family, value, job, **labels)
 
     def state_set(self, family: Family, current: str, job: JobRef, **labels: str) -> None:
-        """Emit every normalized state as 0/1 so alerts and dashboards never miss a series."""
+        """Emit every normalized state as 0/1 so alerts and dashboards never miss a series; `sparse` emits only
+        the current state's series (value 1)."""
+        if self.sparse:
+            self.add(family, 1.0, job, state=current, **labels)
+            return
         for state in STATES:
             self.add(family, 1.0 if state == current else 0.0, job, state=state, **labels)
 
@@ -179,7 +184,7 @@ class Output:
 
     def child(self) -> Output:
         """A buffer for one job, merged only when the job was read completely and in time."""
-        return Output(self.platform, self.target)
+        return Output(self.platform, self.target, sparse=self.sparse)
 
     def extend(self, other: Output) -> None:
         self.samples.extend(other.samples)

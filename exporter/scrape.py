@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, wait
+from typing import NamedTuple
 
 import structlog
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
+from exporter import exposition
 from exporter.collectors.base import ErrorTracker, ScrapeContext, TargetCollector
 from exporter.http import Deadline
 from exporter.metrics import JOBS_DISCOVERED, SCRAPE_DURATION, SCRAPE_SUCCESS, Family, Output, all_families
@@ -26,15 +29,27 @@ log = structlog.get_logger("exporter.scrape")
 GRACE_SECONDS = 0.3
 
 
+class Begun(NamedTuple):
+    """A collection a scrape waits for: its future, its budget, and the moment the wait ends."""
+
+    future: Future[Output]
+    budget: float
+    until: float
+
+
 class TargetRunner:
     """Collects one target: budget, in-flight sharing, result reuse, error accounting."""
 
-    def __init__(self, collector: TargetCollector, errors: ErrorTracker, budget_seconds: float, min_interval: float):
+    def __init__(
+        self, collector: TargetCollector, errors: ErrorTracker, budget_seconds: float, min_interval: float,
+        state_series: str = "full",
+    ):
         self.collector = collector
         self.name = collector.settings.name
         self.platform = collector.platform
         self.budget_seconds = collector.settings.budget_seconds or budget_seconds
         self._min_interval = min_interval
+        self._sparse = state_series == "sparse"
         self._errors = errors
         self._pool = DaemonPool(collector.settings.max_concurrency, f"upstream-{self.name}")
         self._lock = threading.Lock()
@@ -44,32 +59,36 @@ class TargetRunner:
 
     def collect(self, budget_seconds: float | None = None) -> Output:
         """The target's samples: joined from a collection in flight, reused within min_interval, or fresh."""
-        return self.finish(*self.begin(budget_seconds))
+        return self.finish(self.begin(budget_seconds))
 
-    def begin(self, budget_seconds: float | None = None) -> tuple[Future[Output], float]:
+    def begin(self, budget_seconds: float | None = None) -> Begun:
         """Start a collection unless one is in flight or recent enough; never blocks on an upstream."""
         budget = min(self.budget_seconds, budget_seconds or self.budget_seconds)
+        until = time.monotonic() + budget + GRACE_SECONDS
         with self._lock:
             if self._last is not None and time.monotonic() - self._last_finished < self._min_interval:
                 recent: Future[Output] = Future()
                 recent.set_result(self._last)
-                return recent, budget
+                return Begun(recent, budget, until)
             if self._in_flight is None:
                 self._in_flight = Future()
                 threading.Thread(
                     target=self._run, args=(self._in_flight, budget), name=f"collect-{self.name}", daemon=True
                 ).start()
-            return self._in_flight, budget
+            return Begun(self._in_flight, budget, until)
 
-    def finish(self, in_flight: Future[Output], budget: float) -> Output:
-        """Wait for a begun collection until the end of the budget; past it, report the target as overrun."""
-        done, _ = wait([in_flight], timeout=budget + GRACE_SECONDS)
+    def finish(self, begun: Begun) -> Output:
+        """Wait for a begun collection until the end of its budget; past it, report the target as overrun.
+
+        The end is absolute, so targets begun together overrun together, never one budget after another.
+        """
+        done, _ = wait([begun.future], timeout=max(0.0, begun.until - time.monotonic()))
         if done:
-            return in_flight.result()
-        return self._overrun(budget)
+            return begun.future.result()
+        return self._overrun(begun.budget)
 
     def _run(self, future: Future[Output], budget: float) -> None:
-        out = Output(self.platform, self.name)
+        out = Output(self.platform, self.name, sparse=self._sparse)
         started = time.monotonic()
         ctx = ScrapeContext(Deadline(budget), self._pool, self._errors)
         try:
@@ -90,7 +109,7 @@ class TargetRunner:
     def _overrun(self, budget: float) -> Output:
         """What a scrape reports when the collection is still running at the end of its budget."""
         log.warning("collection overran its budget", platform=self.platform, target=self.name, budget=budget)
-        out = Output(self.platform, self.name)
+        out = Output(self.platform, self.name, sparse=self._sparse)
         for job in self.collector.known_jobs():
             out.job_unknown(job)
         out.add(SCRAPE_SUCCESS, 0.0)
@@ -109,6 +128,8 @@ class ExporterCollector(Collector):
     def __init__(self, runners: Sequence[TargetRunner], extra_families: Iterable[Family]) -> None:
         self.runners = {runner.name: runner for runner in runners}
         self.families = all_families(extra_families)
+        self._render_lock = threading.Lock()
+        self._rendered: tuple[tuple[Output, ...], bool, bytes] | None = None
 
     def describe(self) -> Iterator[Metric]:
         """Names only, so registering never calls an upstream."""
@@ -121,7 +142,33 @@ class ExporterCollector(Collector):
 
     def collect_targets(self, runners: Sequence[TargetRunner], budget_seconds: float | None = None) -> list[Metric]:
         begun = [(runner, runner.begin(budget_seconds)) for runner in runners]
-        return merge(self.families, [runner.finish(*started) for runner, started in begun])
+        return merge(self.families, [runner.finish(started) for runner, started in begun])
+
+    def expose(
+        self, encoder: Callable[[Collector], bytes], runners: Sequence[TargetRunner], budget_seconds: float | None,
+        extra: Collector | None,
+    ) -> bytes | None:
+        """The exposition `encoder` would write for these targets and `extra`, written straight from the targets'
+        samples (see exposition.py); None for a format the fast writer does not produce."""
+        openmetrics = exposition.is_openmetrics(encoder)
+        if not openmetrics and encoder is not generate_latest:
+            return None
+        begun = [(runner, runner.begin(budget_seconds)) for runner in runners]
+        outputs = tuple(runner.finish(started) for runner, started in begun)
+        # Scrapes that joined one collection (or reuse one within min_interval) share one rendering; one rendering
+        # at a time also keeps simultaneous scrapes from holding several copies of a large exposition at once.
+        with self._render_lock:
+            last = self._rendered
+            if last is not None and last[1] == openmetrics and len(last[0]) == len(outputs) and all(
+                mine is theirs for mine, theirs in zip(last[0], outputs, strict=True)
+            ):
+                body = last[2]
+            else:
+                body = exposition.render(self.families, outputs, openmetrics=openmetrics)
+                self._rendered = (outputs, openmetrics, body)
+        if extra is not None:
+            return body + encoder(extra)
+        return body + (b"# EOF\n" if openmetrics else b"")
 
     def close(self) -> None:
         for runner in self.runners.values():

@@ -1,7 +1,9 @@
 """The exporter's HTTP endpoints as one WSGI application, and the threaded server that runs it.
 
 `/metrics` collects every target, `/probe?target=NAME` one configured target (a name, never a URL),
-`/healthz` and `/readyz` never touch an upstream, and `/` is a landing page without secrets.
+`/healthz` and `/readyz` never touch an upstream, `/` is a landing page without secrets, and
+`POST /-/reload` re-reads the configuration. With a web configuration, each connection is checked for
+TLS in its own thread (a slow handshake never blocks the others) and plain HTTP gets a 400.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import gzip
 import html
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -22,11 +25,14 @@ from prometheus_client.registry import Collector
 
 from exporter import __version__
 from exporter.scrape import ExporterCollector, TargetRunner
+from exporter.webconfig import WebConfigHolder, protect
 
 log = structlog.get_logger("exporter.server")
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 SCRAPE_TIMEOUT_MARGIN = 0.5
+HANDSHAKE_TIMEOUT_SECONDS = 10.0
+_TLS_RECORD_HANDSHAKE = 0x16
 
 
 class _Merged(Collector):
@@ -48,15 +54,27 @@ class ExporterApp:
         self.self_registry = self_registry
         self.telemetry_path = telemetry_path
         self.ready = threading.Event()
+        self.reload: Callable[[], tuple[bool, str]] | None = None
+
+    def swap(self, collector: ExporterCollector) -> ExporterCollector:
+        """Serve `collector` from the next request on; return the one it replaces (the caller closes it)."""
+        old, self.collector = self.collector, collector
+        return old
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/") or "/"
-        if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
+        method = environ.get("REQUEST_METHOD", "GET")
+        if path == "/-/reload":
+            if method != "POST":
+                return _plain(start_response, "405 Method Not Allowed", "use POST to reload\n")
+            return self._reload(start_response)
+        if method not in ("GET", "HEAD"):
             return _plain(start_response, "405 Method Not Allowed", "only GET and HEAD are served\n")
+        collector = self.collector  # one configuration per request, even across a reload
         if path == self.telemetry_path:
-            return self._expose(environ, start_response, list(self.collector.runners.values()), with_self=True)
+            return self._expose(environ, start_response, collector, list(collector.runners.values()), True)
         if path == "/probe":
-            return self._probe(environ, start_response)
+            return self._probe(environ, start_response, collector)
         if path == "/healthz":
             return _plain(start_response, "200 OK", "ok\n")
         if path == "/readyz":
@@ -64,28 +82,40 @@ class ExporterApp:
                 return _plain(start_response, "200 OK", "ready\n")
             return _plain(start_response, "503 Service Unavailable", "not ready\n")
         if path == "/":
-            return self._landing(start_response)
+            return self._landing(start_response, collector)
         return _plain(start_response, "404 Not Found", "not found\n")
 
-    def _probe(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    def _reload(self, start_response: StartResponse) -> Iterable[bytes]:
+        if self.reload is None:
+            return _plain(start_response, "503 Service Unavailable", "reload is not available\n")
+        ok, message = self.reload()
+        if ok:
+            return _plain(start_response, "200 OK", message + "\n")
+        return _plain(start_response, "500 Internal Server Error", message + "\n")
+
+    def _probe(
+        self, environ: dict[str, Any], start_response: StartResponse, collector: ExporterCollector
+    ) -> Iterable[bytes]:
         names = parse_qs(environ.get("QUERY_STRING", "")).get("target", [])
         if len(names) != 1 or not names[0]:
             return _plain(start_response, "400 Bad Request", "give exactly one target=NAME of a configured target\n")
-        runner = self.collector.runners.get(names[0])
+        runner = collector.runners.get(names[0])
         if runner is None:
-            known = ", ".join(sorted(self.collector.runners)) or "none"
+            known = ", ".join(sorted(collector.runners)) or "none"
             return _plain(start_response, "400 Bad Request", f"unknown target; configured targets: {known}\n")
-        return self._expose(environ, start_response, [runner], with_self=False)
+        return self._expose(environ, start_response, collector, [runner], False)
 
     def _expose(
-        self, environ: dict[str, Any], start_response: StartResponse, runners: list[TargetRunner], with_self: bool
+        self, environ: dict[str, Any], start_response: StartResponse, collector: ExporterCollector,
+        runners: list[TargetRunner], with_self: bool,
     ) -> Iterable[bytes]:
         budget = _scrape_budget(environ.get("HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS"))
-        parts: list[Callable[[], Iterable[Any]]] = [lambda: self.collector.collect_targets(runners, budget)]
+        parts: list[Callable[[], Iterable[Any]]] = [lambda: collector.collect_targets(runners, budget)]
         if with_self:
             parts.append(self.self_registry.collect)
         encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
-        body = encoder(_Merged(parts))
+        fast = collector.expose(encoder, runners, budget, self.self_registry if with_self else None)
+        body = fast if fast is not None else encoder(_Merged(parts))
         headers = [("Content-Type", content_type)]
         if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
             body = gzip.compress(body, compresslevel=1)
@@ -94,11 +124,11 @@ class ExporterApp:
         start_response("200 OK", headers)
         return [body]
 
-    def _landing(self, start_response: StartResponse) -> Iterable[bytes]:
+    def _landing(self, start_response: StartResponse, collector: ExporterCollector) -> Iterable[bytes]:
         rows = "".join(
             f"<tr><td>{html.escape(r.name)}</td><td>{html.escape(r.platform)}</td>"
             f'<td><a href="/probe?target={html.escape(r.name)}">probe</a></td></tr>'
-            for r in self.collector.runners.values()
+            for r in collector.runners.values()
         )
         page = (
             "<!doctype html><html><head><title>ingestion-exporter</title></head><body>"
@@ -141,11 +171,57 @@ def parse_listen_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def serve(app: ExporterApp, address: str) -> WSGIServer:
-    """Bind the listen address and return the server; the caller runs serve_forever()."""
+def serve(app: ExporterApp, address: str, web: WebConfigHolder | None = None) -> WSGIServer:
+    """Bind the listen address and return the server; the caller runs serve_forever().
+
+    `web` (the `--web.config.file` in force, replaceable by a reload) adds TLS and basic auth.
+    """
     host, port = parse_listen_address(address)
+    holder = web or WebConfigHolder()
 
     class Server(ThreadingWSGIServer):
         address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
 
-    return make_server(host, port, app, server_class=Server, handler_class=_QuietHandler)
+        def finish_request(self, request: Any, client_address: Any) -> None:
+            """Runs in the connection's own thread: TLS first when configured, then the WSGI handler."""
+            config = holder.current
+            if config.ssl_context is None:
+                super().finish_request(request, client_address)
+                return
+            secured = _handshake(request, config.ssl_context)
+            if secured is None:
+                return
+            try:
+                if config.tls is not None and not config.tls.allows(secured.getpeercert()):
+                    log.info("client certificate not allowed", client=client_address[0])
+                    return
+                secured.settimeout(None)
+                super().finish_request(secured, client_address)
+            finally:
+                secured.close()
+
+    return make_server(host, port, protect(app, holder), server_class=Server, handler_class=_QuietHandler)
+
+
+def _handshake(raw: socket.socket, context: ssl.SSLContext) -> ssl.SSLSocket | None:
+    """The TLS connection, or None after answering plain HTTP with a 400 or a failed handshake."""
+    raw.settimeout(HANDSHAKE_TIMEOUT_SECONDS)
+    try:
+        first = raw.recv(1, socket.MSG_PEEK)
+        if first and first[0] != _TLS_RECORD_HANDSHAKE:
+            raw.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
+                        b"Client sent an HTTP request to an HTTPS server.\n")
+            return None
+        if not first:
+            return None
+        secured = context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
+    except OSError as exc:
+        log.debug("connection closed before TLS", error=str(exc))
+        return None
+    try:
+        secured.do_handshake()
+    except (OSError, ssl.SSLError) as exc:
+        log.debug("TLS handshake failed", error=str(exc))
+        secured.close()
+        return None
+    return secured

@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -39,6 +39,8 @@ def _http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http:// or https:// URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("credentials do not go in URLs; use the target's secret fields")
     return value.rstrip("/")
 
 
@@ -177,6 +179,9 @@ class RootSettings(BaseSettings):
     )
     min_interval_seconds: float = Field(
         0.0, ge=0, description="Scrapes sooner than this after the last collection get its result."
+    )
+    state_series: Literal["full", "sparse"] = Field(
+        "full", description="`full`: every state of the fixed set as 0/1; `sparse`: only the current state's series."
     )
 
     @classmethod

@@ -181,7 +181,7 @@ def alert_rules(p: Mapping[str, str]) -> list[dict[str, Any]]:
         _alert(
             "IngestionTargetUnreachable",
             "ingestion_scrape_success == 0\n"
-            'unless on (platform, target)\n(ingestion_job_state{state="unknown"} == 0)\n',
+            'unless on (platform, target)\n(ingestion_job_state{state!="unknown"} == 1)\n',
             p["target_unreachable_for"], "critical",
             "The exporter cannot read {{ $labels.platform }} target {{ $labels.target }}.",
             "The ingestion exporter has read no job of {{ $labels.platform }} target {{ $labels.target }} for "
@@ -191,7 +191,7 @@ def alert_rules(p: Mapping[str, str]) -> list[dict[str, Any]]:
         _alert(
             "IngestionTargetScrapeErrors",
             "ingestion_scrape_success == 0\n"
-            'and on (platform, target)\n(ingestion_job_state{state="unknown"} == 0)\n',
+            'and on (platform, target)\n(ingestion_job_state{state!="unknown"} == 1)\n',
             p["target_scrape_errors_for"], "warning",
             "Some upstream calls to {{ $labels.platform }} target {{ $labels.target }} fail.",
             "The ingestion exporter reads some jobs of {{ $labels.platform }} target {{ $labels.target }} but "

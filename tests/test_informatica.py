@@ -117,9 +117,10 @@ def test_configured_server_url_wins() -> None:
 
 
 def test_expired_session_renewed_with_one_login_for_concurrent_calls() -> None:
-    """The first session expires at once: four concurrent 401s must share one renewal."""
+    """The session expires between scrapes: four concurrent 401s share one renewal, the scrape succeeds."""
     ids = [f"00000000-0000-0000-0000-00000000000{i}" for i in range(4)]
     issued: list[str] = []
+    expired_sessions: set[str] = set()
     expired = {"error": {"code": "AUTH_01", "message": "Invalid session", "requestId": "r", "details": None}}
 
     def login(_request: Any, _context: Any) -> dict[str, Any]:
@@ -128,7 +129,7 @@ def test_expired_session_renewed_with_one_login_for_concurrent_calls() -> None:
                 "products": [{"baseApiUrl": "https://usw1.dm2-us.informaticacloud.com/saas"}]}
 
     def status(request: Any, context: Any) -> dict[str, Any]:
-        if request.headers["IDS-SESSION-ID"] == "session-1":
+        if request.headers["IDS-SESSION-ID"] in expired_sessions:
             context.status_code = 401
             return expired
         return json.loads((FIXTURES / "status_seed.json").read_text()) | {"dataflowId": request.path.rsplit("/")[-1]}
@@ -138,7 +139,10 @@ def test_expired_session_renewed_with_one_login_for_concurrent_calls() -> None:
         m.get(re.compile(f"{SISVC}/status/dataflows/.*"), json=status)
         m.get(re.compile(f"{SISVC}/jobs/.*"), text=(FIXTURES / "job_seed.json").read_text())
         m.get(re.compile(f"{SISVC}/statistics/.*"), status_code=404)
-        samples = parse(probe_text(make_app(make_settings([target(dataflows=ids)]))))
+        app = make_app(make_settings([target(dataflows=ids)]))
+        probe_text(app)
+        expired_sessions.add("session-1")
+        samples = parse(probe_text(app))
     assert issued == ["session-1", "session-2"]
     assert value(samples, "ingestion_scrape_success", target="infa") == 1
     assert all(current_state(samples, job_id=flow) == "running" for flow in ids)
@@ -239,6 +243,25 @@ def test_statistics_give_throughput_counters() -> None:
     assert value(samples, "ingestion_job_end_timestamp_seconds", job_id=SEED_ID) is None
 
 
+def test_failed_renewal_is_not_repeated_by_every_job() -> None:
+    """Session expired and the password now refused: one login attempt per collection, not one per flow."""
+    ids = [f"00000000-0000-0000-0000-00000000001{i}" for i in range(8)]
+    refused = {"error": {"code": "IDS_085", "message": "Invalid user name or password.", "requestId": "x"}}
+    with rm.Mocker() as m:
+        mock_login(m, "first")
+        m.get(re.compile(f"{SISVC}/status/dataflows/.*"), text=(FIXTURES / "status_seed.json").read_text())
+        m.get(re.compile(f"{SISVC}/jobs/.*"), text=(FIXTURES / "job_seed.json").read_text())
+        m.get(re.compile(f"{SISVC}/statistics/.*"), status_code=404)
+        app = make_app(make_settings([target(dataflows=ids)]))
+        probe_text(app)
+        m.post(f"{LOGIN}/saas/public/core/v3/login", status_code=401, json=refused)
+        m.get(re.compile(f"{SISVC}/status/dataflows/.*"), status_code=401, json=refused)
+        samples = parse(probe_text(app))
+    logins = [r for r in m.request_history if r.path.endswith("/login")]
+    assert len(logins) == 2  # the first collection's, then exactly one renewal attempt
+    assert all(current_state(samples, job_id=flow) == "unknown" for flow in ids)
+
+
 def test_login_refused_marks_target_and_keeps_jobs_visible() -> None:
     with rm.Mocker() as m:
         m.post(f"{LOGIN}/saas/public/core/v3/login", status_code=401, json={
@@ -278,3 +301,14 @@ def test_discovery_through_objects_api() -> None:
     assert objects.last_request.qs["q"] == ["type=='si_dataflow'"]  # requests-mock lower-cases query values
     assert current_state(samples, job_id=SEED_ID) == "running"
     assert value(samples, "ingestion_jobs_discovered", target="infa") == 1
+
+
+def test_configured_name_is_kept_whatever_the_status_says() -> None:
+    with rm.Mocker() as m:
+        mock_seed(m)
+        app = make_app(make_settings([target(dataflows=[{"id": SEED_ID, "name": "orders-cdc"}])]))
+        up = parse(probe_text(app))
+        m.get(f"{SISVC}/status/dataflows/{SEED_ID}", status_code=503)
+        down = parse(probe_text(app))
+    assert current_state(up, job_id=SEED_ID, job_name="orders-cdc") == "running"
+    assert current_state(down, job_id=SEED_ID, job_name="orders-cdc") == "unknown"

@@ -80,6 +80,7 @@ def test_unreadable_secret_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("change", "expected"), [
     ({"login_url": "ftp://host"}, "targets[0].login_url: Value error, must be an http:// or https:// URL with a host"),
     ({"username": None}, "targets[0].username: Input should be a valid string"),
+    ({"proxy_url": "http://user:Pr0xyPass@proxy:3128"}, "targets[0].proxy_url: Value error, credentials do not go"),
     ({"max_concurrency": 0}, "targets[0].max_concurrency: Input should be greater than or equal to 1"),
     ({"timeouts": {"read_seconds": "soon"}}, "targets[0].timeouts.read_seconds: Input should be a valid number"),
     ({"tls": {"ca_file": "/no/such/ca.pem"}}, "targets[0].tls: ca_file: no such file: /no/such/ca.pem"),

@@ -638,3 +638,14 @@ def test_live_faults_never_break_the_scrape(live_sim: Simulator, monkeypatch: py
         assert value(samples, "ingestion_scrape_success", target="es") == 0
     else:
         assert value(samples, "ingestion_job_vendor_state", job_id=job_id, vendor_state="quantum_flux") == 1
+
+
+def test_running_list_envelope_fields_are_not_jobs() -> None:
+    from exporter.collectors.siren import parse_running
+
+    parsed = parse_running({"type": "ingestion", "count": 1, "running_jobs": [
+        {"_id": "postgres-events", "status": {"id": "postgres-events", "state": "running", "count": 5}}]}, "ingestion")
+    assert [run.job_id for run in parsed.runs] == ["postgres-events"]
+    mapped = parse_running({"postgres-events": "running", "type": "ingestion"}, "ingestion")
+    assert [run.job_id for run in mapped.runs] == ["postgres-events"]
+    assert mapped.skipped == 1

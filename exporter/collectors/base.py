@@ -46,7 +46,12 @@ def describe_error(exc: BaseException) -> str:
 
 
 class ErrorTracker:
-    """Counts every error, logs a failure once when it starts and once when it clears, not every scrape."""
+    """Counts every error; logs a failure once when it starts and once when it clears, not every scrape.
+
+    The warning is written when the collection finishes, one line per reason however many jobs or calls
+    failed for it (an unreachable upstream fails every job at once): the first failure's details, with the
+    number of subjects and a few of their names. Each failure also has its own line at debug level.
+    """
 
     def __init__(self, platform: str, target: str, telemetry: Telemetry) -> None:
         self._platform = platform
@@ -55,13 +60,11 @@ class ErrorTracker:
         self._lock = threading.Lock()
         self._previous: dict[str, str] = {}
         self._current: dict[str, str] = {}
+        self._started: dict[str, list[dict[str, object]]] = {}
 
     def record(self, exc: BaseException, subject: str, **context: str) -> str:
         reason = classify(exc)
         self._telemetry.scrape_errors.labels(self._platform, self._target, reason).inc()
-        with self._lock:
-            self._current[subject] = reason
-            first = self._previous.get(subject) != reason
         fields: dict[str, object] = {
             "platform": self._platform, "target": self._target, "subject": subject, "reason": reason,
             "error": describe_error(exc), **context,
@@ -71,7 +74,11 @@ class ErrorTracker:
                 fields["status"] = exc.status
             if exc.body:
                 fields["body"] = exc.body
-        (log.warning if first else log.debug)("upstream call failed", **fields)
+        with self._lock:
+            self._current[subject] = reason
+            if self._previous.get(subject) != reason:
+                self._started.setdefault(reason, []).append(fields)
+        log.debug("upstream call failed", **fields)
         return reason
 
     @property
@@ -80,12 +87,25 @@ class ErrorTracker:
             return bool(self._current)
 
     def finish(self) -> None:
-        """Close a collection: log what recovered since the last one and start a fresh record."""
+        """Close a collection: log what started failing and what recovered since the last one, start afresh."""
         with self._lock:
             recovered = [s for s in self._previous if s not in self._current]
+            started, self._started = self._started, {}
             self._previous, self._current = self._current, {}
-        for subject in recovered:
-            log.info("upstream call recovered", platform=self._platform, target=self._target, subject=subject)
+        for failures in started.values():
+            log.warning("upstream call failed", **failures[0], **_others([str(f["subject"]) for f in failures]))
+        if recovered:
+            log.info("upstream call recovered", platform=self._platform, target=self._target, subject=recovered[0],
+                     **_others(recovered))
+
+
+def _others(subjects: list[str], shown: int = 5) -> dict[str, object]:
+    """How many subjects one log line stands for, and the names of a few besides the first."""
+    if len(subjects) < 2:
+        return {}
+    more = len(subjects) - 1 - shown
+    also = ", ".join(subjects[1:1 + shown]) + (f" and {more} more" if more > 0 else "")
+    return {"subjects": len(subjects), "also": also}
 
 
 class ScrapeContext:
@@ -192,8 +212,9 @@ class DiscoveryCache(Generic[T]):
 class JobDirectory:
     """The jobs a target watches: configured ones, the last discovery's, and names learnt from reads.
 
-    Configured jobs are the baseline; discovery adds to them. A job keeps the last name the platform gave it,
-    so its series keep their labels while its status cannot be read.
+    Configured jobs are the baseline; discovery adds to them. A name given in the configuration (or by
+    discovery) wins; a job without one keeps the last name a read gave it, so its series keep their labels
+    while its status cannot be read.
     """
 
     def __init__(self, configured: list[JobRef], discovery: DiscoverySettings) -> None:
@@ -210,11 +231,10 @@ class JobDirectory:
         jobs: dict[str, JobRef] = {}
         for job in (*self._configured, *self._discovery.items):
             jobs.setdefault(job.job_id, job)
-        return [JobRef(job.job_id, self._names.get(job.job_id) or job.job_name) for job in jobs.values()]
+        return [JobRef(job.job_id, job.job_name or self._names.get(job.job_id, "")) for job in jobs.values()]
 
     def learn(self, job: JobRef, name: str | None) -> JobRef:
-        """Remember the name a read gave the job and return the job under it."""
-        if not name:
-            return job
-        self._names[job.job_id] = name
-        return JobRef(job.job_id, name)
+        """Remember the name a read gave the job; return the job under its lasting name."""
+        if name:
+            self._names[job.job_id] = name
+        return job if job.job_name else JobRef(job.job_id, name or "")

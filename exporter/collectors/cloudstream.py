@@ -277,6 +277,10 @@ class CloudStreamCollector(TargetCollector):
             ctx.errors.record(LookupError(f"job {job.job_id} is not in the job list"), f"job {job.job_id}",
                               job_id=job.job_id, job_name=job.job_name)
             return
+        if listed.status is None:
+            ctx.errors.record(UpstreamError("invalid_response", f"job {job.job_id} is listed without a status"),
+                              f"job {job.job_id}", job_id=job.job_id, job_name=job.job_name)
+            return
         out.job_state(job, map_state(listed.status, STATE_MAP), listed.status or "none")
         out.add(JOB_INFO, 1, job, run_id="", job_type=listed.job_type or "")
         out.add_optional(JOB_START, listed.start_time, job)

@@ -19,7 +19,7 @@ from pydantic import AliasChoices, Field, model_validator
 
 from exporter.collectors.base import JobDirectory, ScrapeContext, TargetCollector
 from exporter.collectors.huawei_auth import HuaweiClient, HuaweiTarget, path_url
-from exporter.http import Deadline, Upstream
+from exporter.http import Deadline, Upstream, UpstreamError
 from exporter.metrics import (
     JOB_END,
     JOB_LAST_UPDATE,
@@ -147,13 +147,18 @@ class DataArtsClient:
 
     def status(self, job_name: str, deadline: Deadline) -> DlfJobStatus:
         url = path_url(self._base, "jobs", job_name, "status")
-        return DlfJobStatus.model_validate(
+        status = DlfJobStatus.model_validate(
             self.auth.call("GET", url, endpoint="job_status", deadline=deadline, headers=self._headers)
         )
+        if status.status is None:
+            raise UpstreamError("invalid_response", "status document has no status")
+        return status
 
     def discover(self, deadline: Deadline) -> list[JobRef]:
-        """Every real-time job, page by page until an empty one; a job listed twice counts once."""
+        """Every real-time job, page by page until an empty page or one with nothing new (an API that ignores
+        `offset` would otherwise be asked for the same page MAX_PAGES times); a job listed twice counts once."""
         found: dict[str, JobRef] = {}
+        seen: set[str] = set()  # every listed name, real-time or not, to tell a new page from a repeated one
         offset = 0
         for _ in range(MAX_PAGES):
             query = (("jobType", "REAL_TIME"), ("limit", str(self._settings.page_size)), ("offset", str(offset)))
@@ -161,11 +166,13 @@ class DataArtsClient:
                 "GET", path_url(self._base, "jobs", query=query), endpoint="list_jobs", deadline=deadline,
                 headers=self._headers,
             ))
-            if not page.jobs:
+            fresh = [job for job in page.jobs if job.name and job.name not in seen]
+            if not fresh:
                 break
-            for job in page.jobs:
-                if job.name and job.jobType in (None, "REAL_TIME"):
-                    found.setdefault(job.name, JobRef(job.name, job.name))
+            for job in fresh:
+                seen.add(str(job.name))
+                if job.jobType in (None, "REAL_TIME"):
+                    found.setdefault(str(job.name), JobRef(str(job.name), str(job.name)))
             offset += len(page.jobs)
         return list(found.values())
 

@@ -32,7 +32,8 @@ from pydantic import Field, field_serializer, model_validator
 from pydantic_core import PydanticCustomError
 
 from exporter import logs
-from exporter.http import Deadline, Upstream, UpstreamError, decode_json
+from exporter.collectors.credentials import LoginCache
+from exporter.http import Deadline, Upstream, UpstreamError, decode_json, vendor_error
 from exporter.parsing import epoch_seconds
 from exporter.settings import HttpURL, StrictModel, TargetSettings, secret_env_name
 
@@ -181,21 +182,6 @@ def path_url(base: str, *segments: str, query: Sequence[tuple[str, str]] = ()) -
 # --- errors ----------------------------------------------------------------------------------------------
 
 
-def vendor_error(body: str) -> tuple[str, str]:
-    """(code, message) from any Huawei error shape: gateway/DLF/DLI `error_code`, IAM `error`, CS `message_id`."""
-    try:
-        document = json.loads(body)
-    except ValueError:
-        return "", body[:120]
-    if not isinstance(document, dict):
-        return "", ""
-    error = document.get("error")
-    inner: dict[str, Any] = error if isinstance(error, dict) else document
-    code = inner.get("error_code") or inner.get("code") or inner.get("message_id") or ""
-    message = inner.get("error_msg") or inner.get("message") or ""
-    return str(code), str(message)
-
-
 def _described(exc: UpstreamError, code: str, message: str, reason: str | None = None) -> UpstreamError:
     text = " ".join(part for part in (str(exc), code, message) if part)
     return UpstreamError(reason or exc.reason, text, status=exc.status, body=exc.body)
@@ -205,11 +191,10 @@ def _described(exc: UpstreamError, code: str, message: str, reason: str | None =
 
 
 class _Token:
-    def __init__(self, value: str, refresh_at: float, expires_at: float, generation: int) -> None:
+    def __init__(self, value: str, refresh_at: float, expires_at: float) -> None:
         self.value = value
         self.refresh_at = refresh_at
         self.expires_at = expires_at
-        self.generation = generation
 
 
 class HuaweiClient:
@@ -220,11 +205,10 @@ class HuaweiClient:
         self._auth = settings.auth
         self._upstream = upstream
         self._clock = clock
-        self._lock = threading.Lock()  # token login, AK/SK probe
-        self._token: _Token | None = None
-        self._generation = 0
-        self._failed_collection: Deadline | None = None
-        self._failure: UpstreamError | None = None
+        self._probe = threading.Lock()  # the first AK/SK request
+        self._tokens: LoginCache[_Token] = LoginCache(
+            self._login, fresh=lambda t: self._clock() < t.refresh_at, usable=lambda t: self._clock() < t.expires_at
+        )
         self._aksk_verified = False
         self._aksk_paused_until = 0.0
         self.logins = 0
@@ -235,7 +219,7 @@ class HuaweiClient:
         """Raise the auth failure up front, once per collection, instead of once per job: the token is
         obtained (or the last refusal of this collection raised again), or the AK/SK cool-down is running."""
         if self._auth.type == "token":
-            self._current_token(deadline)
+            self._tokens.get(deadline)
             return
         wait = self._aksk_paused_until - time.monotonic()
         if wait > 0:
@@ -251,7 +235,7 @@ class HuaweiClient:
         if body:
             base["Content-Type"] = "application/json;charset=UTF-8"
         for attempt in (1, 2):
-            token = self._current_token(deadline) if self._auth.type == "token" else None
+            token = self._tokens.get(deadline) if self._auth.type == "token" else None
             try:
                 if token is not None:
                     response = self._upstream.request(
@@ -267,35 +251,14 @@ class HuaweiClient:
                     raise _described(exc, code, message, "rate_limited") from exc
                 if exc.status == 401 and token is not None:
                     if code == "APIGW.0307" and attempt == 1:
-                        self._drop_token(token)
+                        self._tokens.renew(token, deadline)
                         continue
-                    self._drop_token(token)
+                    self._tokens.drop(token)
                 raise _described(exc, code, message) from exc
             return decode_json(response)
         raise AssertionError("unreachable")
 
     # token ---------------------------------------------------------------------------------------------
-
-    def _current_token(self, deadline: Deadline) -> _Token:
-        with self._lock:
-            token = self._token
-            if token is not None and self._clock() < token.refresh_at:
-                return token
-            if self._failed_collection is deadline and self._failure is not None:
-                raise self._failure  # one login attempt per collection
-            try:
-                self._token = self._login(deadline)
-            except UpstreamError as exc:
-                self._failed_collection, self._failure = deadline, exc
-                if token is not None and self._clock() < token.expires_at:
-                    return token  # renewal failed early: the old token is still valid, keep using it
-                raise
-            return self._token
-
-    def _drop_token(self, stale: _Token) -> None:
-        with self._lock:
-            if self._token is not None and self._token.generation == stale.generation:
-                self._token = None
 
     def _login(self, deadline: Deadline) -> _Token:
         auth, settings = self._auth, self._settings
@@ -328,9 +291,8 @@ class HuaweiClient:
         logs.REDACTOR.add([value])
         expires = _expires_at(response.content) or issued + TOKEN_LIFETIME_SECONDS
         lifetime = max(0.0, expires - issued)
-        self._generation += 1
         refresh_at = expires - min(auth.token_renew_before_seconds, lifetime / 2)
-        return _Token(value, refresh_at, expires, self._generation)
+        return _Token(value, refresh_at, expires)
 
     # AK/SK ---------------------------------------------------------------------------------------------
 
@@ -340,12 +302,12 @@ class HuaweiClient:
         if self._aksk_verified:
             return self._send_signed(method, url, endpoint, deadline, headers, body)
         # Until the gateway accepts a signature, one signed request at a time: a wrong key fails once.
-        if not self._lock.acquire(timeout=max(0.0, deadline.remaining())):
+        if not self._probe.acquire(timeout=max(0.0, deadline.remaining())):
             raise UpstreamError("timeout", "waited the whole budget for the first AK/SK request")
         try:
             return self._send_signed(method, url, endpoint, deadline, headers, body)
         finally:
-            self._lock.release()
+            self._probe.release()
 
     def _send_signed(
         self, method: str, url: str, endpoint: str, deadline: Deadline, headers: dict[str, str], body: bytes

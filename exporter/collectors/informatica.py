@@ -12,8 +12,6 @@ runId changes (it is immutable for a run). Sample output::
 from __future__ import annotations
 
 import ipaddress
-import json
-import threading
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -21,7 +19,8 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import BaseModel, Field, model_validator
 
 from exporter.collectors.base import JobDirectory, ScrapeContext, TargetCollector
-from exporter.http import Deadline, Upstream, UpstreamError, decode_json
+from exporter.collectors.credentials import LoginCache
+from exporter.http import Deadline, Upstream, UpstreamError, decode_json, vendor_error
 from exporter.metrics import (
     JOB_END,
     JOB_LABELS,
@@ -212,7 +211,6 @@ class LoginSession(BaseModel):
     session_id: str
     sisvc: str
     api_base: str
-    generation: int
 
 
 class InformaticaClient:
@@ -221,24 +219,11 @@ class InformaticaClient:
     def __init__(self, settings: InformaticaTarget, upstream: Upstream) -> None:
         self._settings = settings
         self._upstream = upstream
-        self._session: LoginSession | None = None
-        self._generation = 0
-        self._lock = threading.Lock()
+        self._sessions: LoginCache[LoginSession] = LoginCache(self._login)
         self.logins = 0
 
     def session(self, deadline: Deadline) -> LoginSession:
-        with self._lock:
-            if self._session is None:
-                self._session = self._login(deadline)
-            return self._session
-
-    def _renew(self, stale: LoginSession, deadline: Deadline) -> LoginSession:
-        """Log in again unless another thread already did since `stale` was issued: one login per expiry."""
-        with self._lock:
-            if self._session is None or self._session.generation == stale.generation:
-                self._session = None
-                self._session = self._login(deadline)
-            return self._session
+        return self._sessions.get(deadline)
 
     def _login(self, deadline: Deadline) -> LoginSession:
         settings = self._settings
@@ -258,35 +243,42 @@ class InformaticaClient:
             )
         except UpstreamError as exc:
             if exc.reason in ("auth", "http_status") and exc.status is not None:
-                raise UpstreamError("auth", f"login refused: {_vendor_error(exc.body)}", status=exc.status) from exc
+                code, message = vendor_error(exc.body)
+                detail = f"{code} {message}".strip() or "no details"
+                raise UpstreamError("auth", f"login refused: {detail}", status=exc.status) from exc
             raise
         session_id, server_url = _session_fields(document, settings.login_api)
-        self._generation += 1
         return LoginSession(
-            session_id=session_id,
-            sisvc=settings.server_url or sisvc_url(server_url),
-            api_base=server_url.rstrip("/"),
-            generation=self._generation,
+            session_id=session_id, sisvc=settings.server_url or sisvc_url(server_url), api_base=server_url.rstrip("/")
         )
 
-    def _get(self, path: str, endpoint: str, deadline: Deadline, params: dict[str, Any] | None = None) -> Any:
+    def _get(
+        self, path: str, endpoint: str, deadline: Deadline, params: dict[str, Any] | None = None, api: str = "sisvc"
+    ) -> Any:
+        """GET from sisvc (`IDS-SESSION-ID`) or the platform API (`INFA-SESSION-ID`); one re-login on a 401."""
         session = self.session(deadline)
         for attempt in (1, 2):
+            base, header = (
+                (session.sisvc, "IDS-SESSION-ID") if api == "sisvc" else (session.api_base, "INFA-SESSION-ID")
+            )
             try:
                 return self._upstream.get_json(
-                    f"{session.sisvc}{path}", endpoint=endpoint, deadline=deadline,
-                    headers={"IDS-SESSION-ID": session.session_id}, params=params,
+                    f"{base}{path}", endpoint=endpoint, deadline=deadline, headers={header: session.session_id},
+                    params=params,
                 )
             except UpstreamError as exc:
                 if exc.status != 401 or attempt == 2:
                     raise
-                session = self._renew(session, deadline)
+                session = self._sessions.renew(session, deadline)
         raise AssertionError("unreachable")
 
     def status(self, dataflow_id: str, deadline: Deadline) -> DataflowStatus:
-        return DataflowStatus.model_validate(
+        status = DataflowStatus.model_validate(
             self._get(f"/sisvc/monitor/v1/status/dataflows/{dataflow_id}", "status", deadline)
         )
+        if status.status is None:
+            raise UpstreamError("invalid_response", "status document has no status")
+        return status
 
     def job_run(self, dataflow_id: str, run_id: str, deadline: Deadline) -> JobRun:
         return JobRun.model_validate(self._get(f"/sisvc/monitor/v1/jobs/{dataflow_id}/{run_id}", "jobs", deadline))
@@ -301,11 +293,9 @@ class InformaticaClient:
         """Dataflows from the v3 objects API, 200 a page (that it lists SI_DATAFLOW is unconfirmed)."""
         found: list[JobRef] = []
         for page in range(100):
-            session = self.session(deadline)
-            document = AssetPage.model_validate(self._upstream.get_json(
-                f"{session.api_base}/public/core/v3/objects", endpoint="objects", deadline=deadline,
-                headers={"INFA-SESSION-ID": session.session_id},
-                params={"q": "type=='SI_DATAFLOW'", "limit": 200, "skip": page * 200},
+            document = AssetPage.model_validate(self._get(
+                "/public/core/v3/objects", "objects", deadline,
+                {"q": "type=='SI_DATAFLOW'", "limit": 200, "skip": page * 200}, api="platform",
             ))
             for asset in document.objects:
                 if asset.get("id"):
@@ -324,20 +314,6 @@ def _session_fields(document: Any, api: str) -> tuple[str, str]:
         return str(document["icSessionId"]), str(document["serverUrl"])
     except (KeyError, TypeError, AttributeError, IndexError) as exc:
         raise UpstreamError("invalid_response", f"login answer lacks the session id or server URL: {exc!r}") from exc
-
-
-def _vendor_error(body: str) -> str:
-    """`IDS_085 Invalid user name or password.` from the v3 or v2 error body, or the body's start."""
-    try:
-        document = json.loads(body)
-    except ValueError:
-        return body[:120] or "no details"
-    if isinstance(document, dict):
-        inner: dict[str, Any] = document["error"] if isinstance(document.get("error"), dict) else document
-        code = inner.get("code", "")
-        message = inner.get("message") or inner.get("description") or ""
-        return f"{code} {message}".strip() or "no details"
-    return "no details"
 
 
 # --- collector -------------------------------------------------------------------------------------------

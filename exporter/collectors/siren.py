@@ -64,7 +64,7 @@ from pydantic_core import PydanticCustomError
 from exporter import logs
 from exporter.collectors.base import ScrapeContext, TargetCollector
 from exporter.http import Deadline, Upstream, UpstreamError
-from exporter.metrics import JOB_END, JOB_LABELS, JOB_START, JobRef, Output, counter, gauge, map_state
+from exporter.metrics import JOB_END, JOB_LABELS, JOB_START, JobRef, Output, counter, gauge, map_state, snake_case
 from exporter.parsing import EpochSeconds, Id, Lenient, Number
 from exporter.settings import DiscoverySettings, HttpURL, StrictModel, TargetSettings, secret_env_name
 
@@ -295,6 +295,8 @@ def _entry_run(entry: Any, job_type: str, key: str | None, source: str) -> Run |
     if isinstance(entry, str) and entry:
         if key is None:
             return Run(entry, None, source)  # a bare id: the job endpoint gives the details
+        if snake_case(entry) not in STATE_MAP:
+            return None  # an envelope field such as "type": "ingestion", not a job
         return Run(key, JobStatus(id=key, state=entry), source)  # id -> state string
     if not isinstance(entry, Mapping):
         return None
@@ -326,6 +328,9 @@ def parse_running(document: Any, job_type: str) -> RunningList:
             return RunningList([], 0)
         run = _entry_run(document, job_type, None, "running")
         return RunningList([run] if run else [], 0 if run else 1)
+    lists = [parse_running(entry, job_type) for entry in document.values() if isinstance(entry, list)]
+    if lists:  # an envelope around the list, such as {"count": 1, "running_jobs": [...]}
+        return RunningList([run for part in lists for run in part.runs], sum(part.skipped for part in lists))
     runs = [_entry_run(entry, job_type, str(key), "running") for key, entry in document.items()]
     return RunningList([r for r in runs if r is not None], sum(r is None for r in runs))
 

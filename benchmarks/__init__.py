@@ -1,0 +1,1 @@
+"""Scale and efficiency benchmarks of the exporter against the simulator; `python -m benchmarks.run`."""

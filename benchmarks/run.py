@@ -1,0 +1,535 @@
+"""Scale benchmark: the exporter against the standalone simulator, measured against the physical floor.
+
+    python -m benchmarks.run [--sizes 25,100,250,500] [--latency-ms 20] [--concurrency 16] [--scrapes 20]
+                             [--soak-scrapes 1000] [--soak-jobs 500] [--json benchmarks/results.json] [--quick]
+
+For each size N (jobs per platform, four platforms) it starts `python -m exporter.simulator` and the exporter
+(`python -m exporter`) as two subprocesses, so the exporter's CPU (/proc/<pid>/stat) and peak RSS
+(/proc/<pid>/status VmHWM) are its own, and scrapes /metrics like Prometheus does. Floors measured in the
+same run: the network floor L x ceil(R_min / C) per target (targets are collected in parallel, so the
+slowest target sets it), the exposition floor (prometheus_client exposing the same families from a static
+registry) and the CPU floor (a bare requests.Session replaying the exporter's own requests of one scrape,
+with the same concurrency, and JSON-decoding the answers). `--quick` is a smoke run of a few seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+
+PLATFORMS = ("informatica", "dataarts", "cloudstream", "siren")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+DISCOVERY_SECONDS = 3600.0  # longer than a size's run: discovery costs the first scrape only
+SIREN_CONFIGURED = 2
+CLOUDSTREAM_PAGE = 100  # the largest page the job list call returns
+PROMETHEUS_ACCEPT = (  # what Prometheus 2.x sends: prometheus_client answers in OpenMetrics
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --- processes -----------------------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU of a process (all its threads) from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def memory_kib(pid: int, key: str) -> int:
+    """VmHWM (peak RSS) or VmRSS of a process in KiB, from /proc/<pid>/status."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise LookupError(key)
+
+
+def _first_line(process: subprocess.Popen[str], marker: str, timeout: float = 60.0) -> str:
+    assert process.stdout is not None
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        line = process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"process exited with {process.wait()} before printing {marker!r}")
+        if marker in line:
+            return line
+    raise RuntimeError(f"no {marker!r} line within {timeout}s")
+
+
+@contextmanager
+def simulator(jobs: int, latency_ms: float, workdir: Path) -> Iterator[tuple[subprocess.Popen[str], str, Any]]:
+    credentials = workdir / "credentials.json"
+    process = subprocess.Popen(  # noqa: S603 - this interpreter and fixed arguments
+        [sys.executable, "-m", "exporter.simulator", "--listen", "127.0.0.1:0", "--jobs", str(jobs),
+         "--latency-ms", str(latency_ms), "--transition-seconds", "30", "--credentials-out", str(credentials)],
+        stdout=subprocess.PIPE, text=True, cwd=ROOT,
+    )
+    try:
+        line = _first_line(process, "url=")
+        url = line.split()[0].removeprefix("url=")
+        yield process, url, json.loads(credentials.read_text())
+    finally:
+        _stop(process)
+
+
+@contextmanager
+def exporter(config: Path, env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    process = subprocess.Popen(  # noqa: S603 - this interpreter and fixed arguments
+        [sys.executable, "-m", "exporter", "--config.file", str(config), "--web.listen-address", "127.0.0.1:0",
+         "--log.format", "json", "--log.level", "warning"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **env}, cwd=ROOT,
+    )
+    try:
+        # the `listening` line is logged at info: with --log.level warning, poll the port from /proc instead
+        yield process, "http://" + _listening_address(process)
+    finally:
+        _stop(process)
+
+
+def _listening_address(process: subprocess.Popen[str], timeout: float = 60.0) -> str:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if process.poll() is not None:
+            raise RuntimeError(f"exporter exited with {process.returncode}")
+        inodes = set()
+        try:
+            for fd in os.listdir(f"/proc/{process.pid}/fd"):
+                target = os.readlink(f"/proc/{process.pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except OSError:
+            pass
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            parts = line.split()
+            if parts[3] == "0A" and parts[9] in inodes:  # LISTEN
+                port = int(parts[1].split(":")[1], 16)
+                return f"127.0.0.1:{port}"
+        time.sleep(0.05)
+    raise RuntimeError("the exporter did not listen in time")
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
+
+
+# --- configuration ---------------------------------------------------------------------------------------
+
+
+def exporter_config(
+    url: str, credentials: dict[str, Any], jobs: dict[str, list[dict[str, str]]], concurrency: int,
+    batch_size: int, extra: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """One target per platform for the simulator at `url`, and the environment holding its secrets."""
+    from exporter.collectors import COLLECTORS
+    from exporter.settings import secret_env_name
+
+    targets, env = [], {}
+    for platform in PLATFORMS:
+        name = f"bench-{platform}"
+        target, secrets = COLLECTORS[platform].demo_target(name, url, credentials[platform], jobs[platform])
+        target["max_concurrency"] = concurrency
+        if "discovery" in target:
+            target["discovery"] = {**target["discovery"], "interval_seconds": DISCOVERY_SECONDS}
+        if platform == "cloudstream":
+            target["batch_size"] = batch_size
+        if platform == "siren":
+            target["jobs"] = [job["id"] for job in jobs[platform][:SIREN_CONFIGURED]]
+        targets.append(target)
+        env.update({secret_env_name(name, field): value for field, value in secrets.items()})
+    return {"scrape_budget_seconds": 60.0, **(extra or {}), "targets": targets}, env
+
+
+# --- floors ------------------------------------------------------------------------------------------------
+
+
+def request_floor(n: int, concurrency: int, batch_size: int) -> dict[str, dict[str, int]]:
+    """Per platform: the fewest upstream calls a steady-state scrape can make, and the sequential rounds they take
+    at `concurrency` calls in flight."""
+    batches = math.ceil(n / batch_size)
+    pages = max(1, math.ceil(n / CLOUDSTREAM_PAGE))
+    return {
+        # one status call and one statistics call per dataflow; the jobs resource only when a runId changes
+        "informatica": {"requests": 2 * n, "rounds": math.ceil(2 * n / concurrency)},
+        "dataarts": {"requests": n, "rounds": math.ceil(n / concurrency)},
+        # the job list (states; pages of at most 100, one after another), then the batched metrics calls
+        "cloudstream": {"requests": pages + batches, "rounds": pages + math.ceil(batches / concurrency)},
+        # the running list and the job log together, then one call per configured id
+        "siren": {"requests": 2 + SIREN_CONFIGURED, "rounds": 1 + math.ceil(SIREN_CONFIGURED / concurrency)},
+    }
+
+
+def exposition_floor(text: str, repeat: int = 5) -> float:
+    """Median time prometheus_client takes to expose the same families held in a static registry, in the format
+    it picks for Prometheus."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.exposition import choose_encoder
+    from prometheus_client.parser import text_string_to_metric_families
+    from prometheus_client.registry import Collector
+
+    families = list(text_string_to_metric_families(text))
+
+    class Static(Collector):
+        def collect(self) -> Iterator[Any]:
+            return iter(families)
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Static())
+    encoder, _ = choose_encoder(PROMETHEUS_ACCEPT)
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        encoder(registry)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def cpu_floor(config: dict[str, Any], env: dict[str, str], concurrency: int, repeat: int) -> dict[str, float]:
+    """CPU seconds a bare requests.Session loop needs for one scrape's requests, fetched and JSON-decoded.
+
+    The exporter's own collectors run in this process once to record the exact requests of a steady-state
+    scrape (signed, with session headers); the bare loop then replays them with the same concurrency per target.
+    """
+    os.environ.update(env)
+    from prometheus_client import CollectorRegistry
+
+    from exporter.cli import build
+    from exporter.collectors import target_models
+    from exporter.settings import settings_model
+
+    settings = settings_model(target_models()).model_validate(config)
+    collector = build(settings, CollectorRegistry())
+    recorded: list[tuple[int, requests.PreparedRequest]] = []
+    lock = threading.Lock()
+    original = requests.Session.send
+
+    def recording(session: requests.Session, request: requests.PreparedRequest, **kwargs: Any) -> Any:
+        with lock:
+            recorded.append((id(session), request.copy()))
+        return original(session, request, **kwargs)
+
+    try:
+        for runner in collector.runners.values():  # login, discovery, immutable details: not per scrape
+            runner.collect()
+        requests.Session.send = recording  # type: ignore[method-assign,assignment]
+        for runner in collector.runners.values():
+            runner.collect()
+    finally:
+        requests.Session.send = original  # type: ignore[method-assign]
+        collector.close()
+    groups: dict[int, list[requests.PreparedRequest]] = {}
+    for key, request in recorded:
+        groups.setdefault(key, []).append(request)
+
+    def replay() -> float:
+        sessions = [requests.Session() for _ in groups]
+        pools = [ThreadPoolExecutor(concurrency) for _ in groups]
+
+        def fetch(session: requests.Session, request: requests.PreparedRequest) -> None:
+            json.loads(session.send(request, timeout=30).content)
+
+        started = time.process_time()
+        futures = [
+            pool.submit(fetch, session, request)
+            for session, pool, listed in zip(sessions, pools, groups.values(), strict=True) for request in listed
+        ]
+        for future in futures:
+            future.result()
+        spent = time.process_time() - started
+        for pool in pools:
+            pool.shutdown()
+        for session in sessions:
+            session.close()
+        return spent
+
+    replay()  # connections opened, as the exporter's are
+    spent = sorted(replay() for _ in range(repeat))
+    return {"cpu_seconds": statistics.median(spent), "requests": len(recorded)}
+
+
+# --- measuring -------------------------------------------------------------------------------------------
+
+
+def sim_requests(session: requests.Session, url: str) -> Counter[str]:
+    document = session.get(f"{url}/_sim/stats", timeout=30).json()
+    return Counter({f"{r['platform']} {r['method']} {r['endpoint']}": r["count"] for r in document["requests"]})
+
+
+def reset(session: requests.Session, url: str) -> None:
+    session.post(f"{url}/_sim/reset-stats", timeout=30).raise_for_status()
+
+
+def scrape(session: requests.Session, url: str, accept: str = PROMETHEUS_ACCEPT) -> tuple[float, bytes]:
+    started = time.perf_counter()
+    response = session.get(f"{url}/metrics", timeout=120, headers={"Accept": accept})
+    response.raise_for_status()
+    return time.perf_counter() - started, response.content
+
+
+def series_of(body: bytes) -> int:
+    return sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
+
+
+def by_platform(counts: Counter[str]) -> dict[str, int]:
+    totals: Counter[str] = Counter()
+    for key, count in counts.items():
+        totals[key.split()[0]] += count
+    return dict(totals)
+
+
+def simultaneous(session_factory: Callable[[], requests.Session], url: str, count: int) -> None:
+    barrier = threading.Barrier(count)
+    sessions = [session_factory() for _ in range(count)]
+
+    def one(session: requests.Session) -> None:
+        barrier.wait()
+        scrape(session, url)
+
+    threads = [threading.Thread(target=one, args=(s,)) for s in sessions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def measure_size(args: argparse.Namespace, n: int, workdir: Path) -> dict[str, Any]:
+    latency = args.latency_ms / 1000
+    control = requests.Session()
+    with simulator(n, args.latency_ms, workdir) as (sim, sim_url, credentials):
+        jobs = control.get(f"{sim_url}/_sim/jobs", timeout=30).json()
+        config, env = exporter_config(sim_url, credentials, jobs, args.concurrency, args.batch_size)
+        config_file = workdir / f"config-{n}.yaml"
+        config_file.write_text(yaml.safe_dump(config))
+        with exporter(config_file, env) as (proc, url):
+            client = requests.Session()
+            cold_wall, _ = scrape(client, url)
+            cold = sim_requests(control, sim_url)
+            for _ in range(args.warmup):
+                scrape(client, url)
+            reset(control, sim_url)
+            cpu_before, sim_before = cpu_seconds(proc.pid), cpu_seconds(sim.pid)
+            walls, body = [], b""
+            window = time.perf_counter()
+            for _ in range(args.scrapes):
+                wall, body = scrape(client, url)
+                walls.append(wall)
+            window = time.perf_counter() - window
+            cpu = (cpu_seconds(proc.pid) - cpu_before) / args.scrapes
+            sim_cpu = (cpu_seconds(sim.pid) - sim_before) / args.scrapes
+            steady = sim_requests(control, sim_url)
+            peak_sequential_kib = memory_kib(proc.pid, "VmHWM")
+            _, text_body = scrape(client, url, "text/plain")
+            reset(control, sim_url)
+            scrape(client, url)
+            one = sum(sim_requests(control, sim_url).values())
+            reset(control, sim_url)
+            simultaneous(requests.Session, url, 4)
+            four = sum(sim_requests(control, sim_url).values())
+            peak_kib = memory_kib(proc.pid, "VmHWM")
+        cpu_floor_figures = cpu_floor(config, env, args.concurrency, args.floor_repeat)
+        interval_check = None
+        if n == args.sizes[0]:
+            interval_check = check_min_interval(args, sim_url, credentials, jobs, workdir, control)
+    text = text_body.decode()
+    floor = request_floor(n, args.concurrency, args.batch_size)
+    network = latency * max(item["rounds"] for item in floor.values())
+    expose = exposition_floor(text)
+    per_scrape = {key: count / args.scrapes for key, count in sorted(steady.items())}
+    walls.sort()
+    median = statistics.median(walls)
+    p95 = walls[min(len(walls) - 1, math.ceil(0.95 * len(walls)) - 1)]
+    measured_by_platform = {p: c / args.scrapes for p, c in by_platform(steady).items()}
+    return {
+        "jobs_per_platform": n,
+        "jobs": 4 * n,
+        "latency_ms": args.latency_ms,
+        "concurrency": args.concurrency,
+        "scrapes": args.scrapes,
+        "wall_median_s": median,
+        "wall_p95_s": p95,
+        "cold_scrape_s": cold_wall,
+        "series": series_of(body),
+        "exposition_bytes": len(body),
+        "requests_per_scrape": per_scrape,
+        "requests_per_scrape_by_platform": measured_by_platform,
+        "requests_floor_by_platform": {p: f["requests"] for p, f in floor.items()},
+        "cold_requests": dict(sorted(cold.items())),
+        "four_simultaneous_requests": four,
+        "one_scrape_requests": one,
+        "cpu_per_scrape_s": cpu,
+        "simulator_cpu_per_scrape_s": sim_cpu,
+        "simulator_busy_fraction": sim_cpu * args.scrapes / window,
+        "peak_rss_mib": peak_kib / 1024,
+        "peak_rss_sequential_mib": peak_sequential_kib / 1024,
+        "floor_network_s": network,
+        "floor_exposition_s": expose,
+        "floor_cpu_s": cpu_floor_figures["cpu_seconds"],
+        "floor_cpu_requests": cpu_floor_figures["requests"],
+        "ratio_wall": median / (network + expose),
+        "ratio_cpu": cpu / cpu_floor_figures["cpu_seconds"],
+        "ratio_requests": sum(per_scrape.values()) / sum(f["requests"] for f in floor.values()),
+        "min_interval": interval_check,
+    }
+
+
+def check_min_interval(
+    args: argparse.Namespace, sim_url: str, credentials: dict[str, Any], jobs: dict[str, Any], workdir: Path,
+    control: requests.Session,
+) -> dict[str, int]:
+    """With min_interval_seconds, a second scrape inside the interval must cause no upstream request."""
+    config, env = exporter_config(
+        sim_url, credentials, jobs, args.concurrency, args.batch_size, {"min_interval_seconds": 30.0}
+    )
+    config_file = workdir / "config-min-interval.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    with exporter(config_file, env) as (_proc, url):
+        client = requests.Session()
+        reset(control, sim_url)
+        scrape(client, url)
+        first = sum(sim_requests(control, sim_url).values())
+        reset(control, sim_url)
+        scrape(client, url)
+        second = sum(sim_requests(control, sim_url).values())
+    return {"first_scrape_requests": first, "second_scrape_requests": second}
+
+
+def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """RSS growth over many consecutive scrapes (after a warm-up of 10)."""
+    control = requests.Session()
+    with simulator(args.soak_jobs, args.soak_latency_ms, workdir) as (_sim, sim_url, credentials):
+        jobs = control.get(f"{sim_url}/_sim/jobs", timeout=30).json()
+        config, env = exporter_config(sim_url, credentials, jobs, args.concurrency, args.batch_size)
+        config_file = workdir / "config-soak.yaml"
+        config_file.write_text(yaml.safe_dump(config))
+        with exporter(config_file, env) as (proc, url):
+            client = requests.Session()
+            for _ in range(10):
+                scrape(client, url)
+            start_kib = memory_kib(proc.pid, "VmRSS")
+            started = time.perf_counter()
+            for _ in range(args.soak_scrapes):
+                scrape(client, url)
+            end_kib = memory_kib(proc.pid, "VmRSS")
+            return {
+                "jobs": 4 * args.soak_jobs, "latency_ms": args.soak_latency_ms, "scrapes": args.soak_scrapes,
+                "seconds": time.perf_counter() - started, "rss_start_mib": start_kib / 1024,
+                "rss_end_mib": end_kib / 1024, "peak_rss_mib": memory_kib(proc.pid, "VmHWM") / 1024,
+                "growth_percent": 100 * (end_kib - start_kib) / start_kib,
+            }
+
+
+# --- report ----------------------------------------------------------------------------------------------
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    header = (
+        f"{'jobs':>5} {'series':>7} {'bytes':>9} {'wall p50':>9} {'p95':>7} {'net floor':>9} {'expo floor':>10} "
+        f"{'x floor':>7} {'cpu/scr':>8} {'cpu floor':>9} {'x floor':>7} {'req/scr':>8} {'req floor':>9} "
+        f"{'4 at once':>9} {'RSS MiB':>8} {'sim busy':>8}"
+    )
+    lines = [header, "-" * len(header)]
+    for r in results:
+        lines.append(
+            f"{r['jobs']:>5} {r['series']:>7} {r['exposition_bytes']:>9} {r['wall_median_s']:>8.3f}s "
+            f"{r['wall_p95_s']:>6.3f}s {r['floor_network_s']:>8.3f}s {r['floor_exposition_s']:>9.3f}s "
+            f"{r['ratio_wall']:>7.2f} {r['cpu_per_scrape_s']:>7.3f}s {r['floor_cpu_s']:>8.3f}s {r['ratio_cpu']:>7.2f} "
+            f"{sum(r['requests_per_scrape'].values()):>8.1f} {sum(r['requests_floor_by_platform'].values()):>9} "
+            f"{r['four_simultaneous_requests']:>4}/{r['one_scrape_requests']:<4} {r['peak_rss_mib']:>8.1f} "
+            f"{r['simulator_busy_fraction']:>8.2f}"
+        )
+    lines.append("")
+    lines.append("upstream requests per scrape (steady state) by platform and endpoint:")
+    for r in results:
+        parts = ", ".join(f"{k}={v:g}" for k, v in r["requests_per_scrape"].items())
+        lines.append(f"  {r['jobs']:>5} jobs: {parts}")
+        floor = ", ".join(
+            f"{p} {r['requests_per_scrape_by_platform'].get(p, 0):g}/{f}"
+            for p, f in r["requests_floor_by_platform"].items()
+        )
+        lines.append(f"         measured/floor: {floor}")
+        if r["min_interval"] is not None:
+            mi = r["min_interval"]
+            lines.append(
+                f"         min_interval_seconds=30: first scrape {mi['first_scrape_requests']} requests, "
+                f"second inside the interval {mi['second_scrape_requests']}"
+            )
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="25,100,250,500", help="jobs per platform, comma separated")
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--concurrency", type=int, default=16, help="max_concurrency of every target")
+    parser.add_argument("--batch-size", type=int, default=50, help="Cloud Stream job ids per metrics call")
+    parser.add_argument("--scrapes", type=int, default=20, help="measured scrapes per size (after warm-up)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--floor-repeat", type=int, default=5)
+    parser.add_argument("--soak-scrapes", type=int, default=1000, help="0 skips the RSS growth run")
+    parser.add_argument("--soak-jobs", type=int, default=100, help="jobs per platform in the RSS growth run")
+    parser.add_argument("--soak-latency-ms", type=float, default=0.0)
+    parser.add_argument("--json", type=Path, default=Path("benchmark-results.json"), help="where to write JSON")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 5 jobs per platform, 3 scrapes")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes, args.scrapes, args.warmup, args.floor_repeat = "5", 3, 1, 1
+        args.soak_scrapes, args.soak_jobs, args.latency_ms = 20, 5, min(args.latency_ms, 5.0)
+    args.sizes = [int(size) for size in args.sizes.split(",")]
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    load_at_start = os.getloadavg()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="exporter-bench-") as tmp:
+        workdir = Path(tmp)
+        for n in args.sizes:
+            results.append(measure_size(args, n, workdir))
+            print(table(results[-1:]).split("\n")[2], file=sys.stderr, flush=True)
+        soaked = soak(args, workdir) if args.soak_scrapes > 0 else None
+    machine = {"cpus": os.cpu_count(), "load_average_at_start": load_at_start, "load_average_at_end": os.getloadavg()}
+    report: dict[str, Any] = {
+        "machine": machine,
+        "results": results, "soak": soaked,
+    }
+    print(table(results))
+    if soaked is not None:
+        print(
+            f"\nRSS over {soaked['scrapes']} consecutive scrapes of {soaked['jobs']} jobs: "
+            f"{soaked['rss_start_mib']:.1f} -> {soaked['rss_end_mib']:.1f} MiB ({soaked['growth_percent']:+.1f} %), "
+            f"peak {soaked['peak_rss_mib']:.1f} MiB"
+        )
+    print(f"{machine['cpus']} CPUs; load average (1, 5, 15 min) at start {load_at_start}, at end {os.getloadavg()}")
+    args.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

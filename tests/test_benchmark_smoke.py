@@ -1,0 +1,90 @@
+"""The benchmark command stays runnable, and the fast exposition writer it relies on matches prometheus_client."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+
+from exporter import exposition
+from exporter.metrics import JOB_STATE, JOBS_DISCOVERED, NODE_STATE, JobRef, Output, all_families, gauge
+from exporter.scrape import merge
+
+ROOT = Path(__file__).resolve().parents[1]
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+
+
+def test_quick_benchmark_runs_and_reports_floors_and_ratios(tmp_path: Path) -> None:
+    report_file = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--quick", "--json", str(report_file)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "net floor" in done.stdout and "x floor" in done.stdout
+    report = json.loads(report_file.read_text())
+    [result] = report["results"]
+    for key in ("wall_median_s", "wall_p95_s", "floor_network_s", "floor_exposition_s", "floor_cpu_s",
+                "ratio_wall", "ratio_cpu", "ratio_requests", "cpu_per_scrape_s", "peak_rss_mib"):
+        assert math.isfinite(result[key]) and result[key] > 0, key
+    assert result["series"] > 0 and result["exposition_bytes"] > 0
+    assert set(result["requests_per_scrape_by_platform"]) == {"informatica", "dataarts", "cloudstream", "siren"}
+    assert result["four_simultaneous_requests"] == result["one_scrape_requests"], "simultaneous scrapes share one"
+    assert result["min_interval"]["first_scrape_requests"] > 0
+    assert result["min_interval"]["second_scrape_requests"] == 0, "a scrape inside min_interval calls no upstream"
+    assert report["soak"]["scrapes"] > 0
+
+
+ODD = gauge("odd_value", 'Help with a "quote", a back\\slash\nand a new line.', ("platform", "target", "zeta", "alpha"))
+
+
+def _outputs() -> list[Output]:
+    first, second = Output("informatica", "a"), Output("siren", "b")
+    job = JobRef('id "1"', "name\\with\nodd ✓ characters")
+    first.job_state(job, "running", "Up and Running")
+    first.state_set(NODE_STATE, "failed", job, node="reader")
+    second.job_state(JobRef("2", "two"), "stopped", None)
+    for value in (0.0, 1.0, -0.0, 1e6, 123456789.0, 0.1, -2.5, 1e-9, float("inf"), float("-inf"), float("nan")):
+        second.add(ODD, value, zeta=repr(value), alpha="")
+    first.add(JOBS_DISCOVERED, 3)
+    sparse = Output("dataarts", "c", sparse=True)
+    sparse.job_state(JobRef("3", "three"), "degraded", "warn")
+    return [first, second, sparse]
+
+
+class _Static(Collector):
+    def __init__(self, metrics: list[Any]) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Any]:
+        return iter(self.metrics)
+
+
+def test_fast_exposition_is_byte_identical_to_prometheus_client() -> None:
+    families = all_families([ODD, JOB_STATE])
+    outputs = _outputs()
+    for accept in ("", PROMETHEUS_ACCEPT):
+        encoder, _ = choose_encoder(accept)
+        openmetrics = exposition.is_openmetrics(encoder)
+        assert openmetrics == bool(accept)
+        expected = encoder(_Static(merge(families, outputs)))
+        rendered = exposition.render(families, outputs, openmetrics=openmetrics)
+        assert rendered + (b"# EOF\n" if openmetrics else b"") == expected
+
+
+def test_other_formats_are_left_to_prometheus_client() -> None:
+    encoder, _ = choose_encoder("text/plain;version=1.0.0;escaping=values")
+    assert encoder is not generate_latest and not exposition.is_openmetrics(encoder)
+    registry = CollectorRegistry()
+    assert generate_latest(registry) == b""
