@@ -231,18 +231,22 @@ class ConfigError(Exception):
         self.lines = lines
 
 
+def read_yaml_mapping(path: Path, flag: str) -> dict[str, Any]:
+    """A YAML file holding a mapping, or a ConfigError naming the flag that gave the file."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError([f"{flag}: cannot read {path}: {exc.strerror}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{flag}: {path} is not valid YAML: {exc}".replace("\n", " ")]) from None
+    if not isinstance(data, dict):
+        raise ConfigError([f"{flag}: {path} must hold a mapping at the top level"])
+    return data
+
+
 def load_settings(model: type[RootSettings], path: Path | None) -> RootSettings:
     """Read, validate and return the settings, or raise ConfigError with one line per problem."""
-    data: Any = {}
-    if path is not None:
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except OSError as exc:
-            raise ConfigError([f"config.file: cannot read {path}: {exc.strerror}"]) from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError([f"config.file: {path} is not valid YAML: {exc}".replace("\n", " ")]) from exc
-        if not isinstance(data, dict):
-            raise ConfigError([f"config.file: {path} must hold a mapping at the top level"])
+    data: dict[str, Any] = {} if path is None else read_yaml_mapping(path, "config.file")
     try:
         return model(**data)
     except ValidationError as exc:

@@ -31,11 +31,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import bcrypt
-import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from exporter.settings import ConfigError, StrictModel
+from exporter.settings import ConfigError, StrictModel, read_yaml_mapping
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 AUTH_CACHE_SECONDS = 300.0
@@ -246,14 +245,7 @@ def _basic_credentials(header: str | None) -> tuple[str | None, bytes | None]:
 
 def load_web_config(path: Path) -> WebConfig:
     """Read and validate the file, or raise ConfigError with one line per problem, naming the field."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise ConfigError([f"web.config.file: cannot read {path}: {exc.strerror}"]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"web.config.file: {path} is not valid YAML: {exc}".replace("\n", " ")]) from None
-    if not isinstance(data, dict):
-        raise ConfigError([f"web.config.file: {path} must hold a mapping at the top level"])
+    data = read_yaml_mapping(path, "web.config.file")
     try:
         model = WebConfigModel.model_validate(data)
     except ValidationError as exc:
