@@ -61,8 +61,8 @@ DURATION = re.compile(r"^(0|([0-9]+y)?([0-9]+w)?([0-9]+d)?([0-9]+h)?([0-9]+m)?([
 OPERATOR_FIELDS = {
     "metadata": {"name", "namespace", "labels", "annotations"},
     "ServiceMonitor": {"jobLabel", "selector", "namespaceSelector", "endpoints"},
-    "endpoint": {"port", "path", "scheme", "interval", "scrapeTimeout", "honorLabels", "tlsConfig", "relabelings",
-                 "metricRelabelings"},
+    "endpoint": {"port", "path", "scheme", "interval", "scrapeTimeout", "honorLabels", "tlsConfig", "basicAuth",
+                 "relabelings", "metricRelabelings"},
     "PrometheusRule": {"groups"},
     "group": {"name", "interval", "rules", "limit", "partial_response_strategy", "query_offset", "labels"},
     "rule": {"alert", "record", "expr", "for", "keep_firing_for", "labels", "annotations"},
@@ -92,6 +92,8 @@ def validate_operator_object(doc: dict[str, Any]) -> None:
             assert endpoint["scheme"] in ("http", "https") and isinstance(endpoint["honorLabels"], bool)
             for key in ("interval", "scrapeTimeout"):
                 assert DURATION.match(endpoint.get(key, "0")), key
+            for selector in endpoint.get("basicAuth", {}).values():  # username/password: SecretKeySelectors
+                assert set(selector) <= {"name", "key", "optional"} and selector["name"] and selector["key"]
     else:
         for group in spec["groups"]:
             assert set(group) <= OPERATOR_FIELDS["group"] and isinstance(group["name"], str) and group["name"]
@@ -124,11 +126,13 @@ def ci_values(name: str) -> dict[str, Any]:
 def test_ci_values_cover_the_required_cases() -> None:
     names = {path.name for path in CI_VALUES}
     assert {"default-values.yaml", "existingsecret-values.yaml", "monitoring-values.yaml",
-            "networkpolicy-values.yaml"} <= names
+            "networkpolicy-values.yaml", "webconfig-values.yaml"} <= names
     monitoring = ci_values("monitoring-values.yaml")
     assert all(monitoring[key]["enabled"] for key in ("serviceMonitor", "prometheusRule", "dashboards"))
     assert ci_values("existingsecret-values.yaml")["existingSecret"]
     assert ci_values("networkpolicy-values.yaml")["networkPolicy"]["enabled"]
+    web = ci_values("webconfig-values.yaml")["webConfig"]
+    assert web["tls"]["existingSecret"] and web["config"]["basic_auth_users"]
 
 
 @pytest.mark.parametrize("values", VALUES_CASES)
@@ -317,6 +321,7 @@ def test_service_monitor_scrapes_the_service() -> None:
     assert (endpoint["interval"], endpoint["scrapeTimeout"]) == ("30s", "20s")
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     assert set(monitor["spec"]) <= {"jobLabel", "selector", "namespaceSelector", "endpoints"}
+    assert endpoint["scheme"] == "http"
     assert set(endpoint) <= {"port", "path", "scheme", "interval", "scrapeTimeout", "honorLabels", "tlsConfig",
                              "relabelings", "metricRelabelings"}
 
@@ -436,3 +441,151 @@ def test_every_value_is_commented_and_in_the_readme_table() -> None:
     readme = (CHART / "README.md").read_text()
     table = re.findall(r"^\| `([^`]+)` \|", readme, flags=re.MULTILINE)
     assert sorted(table) == sorted(documented)
+
+
+WEB_CONFIG_FLAG = "--web.config.file="
+OTHER_HASH = "$2b$10$xzbFqIepodAdeAIcFmfjHev2zDNPT10EvKfNklKvvAZaQQ2Ok0xVi"  # bcrypt of a throw-away password
+
+
+def _web_config_parts(docs: list[dict[str, Any]]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(web-config file path from the flag, the volume mounted at its directory, the matching volume mount)."""
+    (flag,) = [arg for arg in container(docs)["args"] if arg.startswith(WEB_CONFIG_FLAG)]
+    path = Path(flag.removeprefix(WEB_CONFIG_FLAG))
+    mount = next(m for m in container(docs)["volumeMounts"] if m["mountPath"] == str(path.parent))
+    volumes = one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    volume = next(v for v in volumes if v["name"] == mount["name"])
+    return str(path), volume, mount
+
+
+def test_web_config_is_off_by_default() -> None:
+    docs = objects({})
+    main = container(docs)
+    assert not [arg for arg in main["args"] if arg.startswith("--web.config")]
+    assert "Secret" not in {doc["kind"] for doc in docs}
+    assert "scheme" not in main["livenessProbe"]["httpGet"] and "scheme" not in main["readinessProbe"]["httpGet"]
+    assert one(docs, "Service")["metadata"]["annotations"]["prometheus.io/scheme"] == "http"
+    annotations = one(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert "checksum/web-config" not in annotations
+
+
+def test_web_config_is_rendered_into_a_secret_and_mounted_for_the_flag(tmp_path: Path) -> None:
+    from exporter.webconfig import WebConfigModel
+
+    values = ci_values("webconfig-values.yaml")
+    docs = objects(values)
+    path, volume, mount = _web_config_parts(docs)
+    assert mount["readOnly"] is True
+    secrets = [doc for doc in docs if doc["kind"] == "Secret"]
+    (secret,) = [doc for doc in secrets if doc["metadata"]["name"] == volume["secret"]["secretName"]]
+    assert secret["type"] == "Opaque"
+    assert Path(path).name in secret["data"]
+    rendered = yaml.safe_load(base64.b64decode(secret["data"][Path(path).name]))
+    # The chart's content plus cert_file/key_file from the mounted kubernetes.io/tls Secret.
+    tls_mount = next(m for m in container(docs)["volumeMounts"] if m["name"] == "tls")
+    tls_volume = next(v for v in one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"] if v["name"] == "tls")
+    assert tls_volume["secret"]["secretName"] == values["webConfig"]["tls"]["existingSecret"]
+    assert tls_mount["readOnly"] is True
+    server = rendered["tls_server_config"]
+    assert server.pop("cert_file") == f"{tls_mount['mountPath']}/tls.crt"
+    assert server.pop("key_file") == f"{tls_mount['mountPath']}/tls.key"
+    assert rendered == values["webConfig"]["config"]
+    # The exporter accepts what the chart renders (with its certificate files present).
+    (tmp_path / "tls.crt").write_text("cert")
+    (tmp_path / "tls.key").write_text("key")
+    server.update(cert_file=str(tmp_path / "tls.crt"), key_file=str(tmp_path / "tls.key"))
+    WebConfigModel.model_validate(rendered)
+
+
+def test_web_config_never_leaves_its_secret() -> None:
+    values = ci_values("webconfig-values.yaml")
+    web_config = values["webConfig"]["config"]
+    forms: set[str] = set()
+    for user, hashed in web_config["basic_auth_users"].items():
+        forms |= _secret_forms(hashed) | _secret_forms(yaml.safe_dump({user: hashed}).strip())
+    (web_secret,) = [doc for doc in objects(values) if doc["kind"] == "Secret"]
+    forms |= _secret_forms(base64.b64decode(web_secret["data"]["web-config.yml"]).decode())
+    seen_in_secret = False
+    for path, text in render(values).items():
+        docs = list(yaml.safe_load_all(text)) if path.endswith(".yaml") else [text]
+        for doc in docs:
+            if isinstance(doc, dict) and doc.get("kind") == "Secret":
+                decoded = "".join(base64.b64decode(v).decode() for v in doc.get("data", {}).values())
+                seen_in_secret |= "basic_auth_users" in decoded
+                continue
+            dumped = doc if isinstance(doc, str) else json.dumps(doc)
+            assert not [form for form in forms if form in dumped], f"{path} carries the web config"
+    assert seen_in_secret
+    config_maps = [json.dumps(doc) for doc in objects(values) if doc["kind"] == "ConfigMap"]
+    assert config_maps and not [text for text in config_maps if "basic_auth_users" in text or "web-config" in text]
+
+
+def test_probes_use_https_with_tls_and_stay_unauthenticated() -> None:
+    main = container(objects(ci_values("webconfig-values.yaml")))
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        get = main[probe]["httpGet"]
+        assert get["scheme"] == "HTTPS" and get["path"] == path
+        assert "httpHeaders" not in get  # /healthz and /readyz are open by design: no credentials in the pod spec
+
+
+def test_scrape_switches_to_https_with_tls() -> None:
+    values = ci_values("webconfig-values.yaml")
+    (endpoint,) = one(objects(values), "ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["basicAuth"] == values["serviceMonitor"]["basicAuth"]
+    assert endpoint["tlsConfig"] == values["serviceMonitor"]["tlsConfig"]
+    without_monitor = {**values, "serviceMonitor": {"enabled": False}}
+    annotations = one(objects(without_monitor), "Service")["metadata"]["annotations"]
+    assert annotations["prometheus.io/scheme"] == "https"
+    forced = {**values, "serviceMonitor": {"enabled": True, "scheme": "http"}}
+    (endpoint,) = one(objects(forced), "ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["scheme"] == "http" and "basicAuth" not in endpoint
+
+
+def test_web_config_change_rolls_the_pod() -> None:
+    def checksum(values: dict[str, Any]) -> str:
+        annotations = one(objects(values), "Deployment")["spec"]["template"]["metadata"]["annotations"]
+        return str(annotations["checksum/web-config"])
+
+    base = ci_values("webconfig-values.yaml")
+    changed = json.loads(json.dumps(base))
+    changed["webConfig"]["config"]["basic_auth_users"]["grafana"] = OTHER_HASH
+    other_tls = json.loads(json.dumps(base))
+    other_tls["webConfig"]["tls"]["existingSecret"] = "renewed-tls"
+    assert checksum(base) == checksum(base)
+    assert len({checksum(base), checksum(changed), checksum(other_tls)}) == 3
+
+
+def test_web_config_from_an_existing_secret_creates_no_secret() -> None:
+    values = {"demo": True, "webConfig": {"existingSecret": "site-web-config"}}
+    docs = objects(values)
+    assert "Secret" not in {doc["kind"] for doc in docs}
+    path, volume, _ = _web_config_parts(docs)
+    assert volume["secret"]["secretName"] == "site-web-config"
+    assert [item["key"] for item in volume["secret"]["items"]] == [Path(path).name] == ["web-config.yml"]
+    main = container(docs)
+    assert "scheme" not in main["livenessProbe"]["httpGet"]  # no TLS Secret: plain HTTP, perhaps basic auth
+    assert "tls" not in {m["name"] for m in main["volumeMounts"]}
+
+
+def test_basic_auth_alone_keeps_plain_http_probes() -> None:
+    values = {"demo": True, "webConfig": {"config": {"basic_auth_users": {"prometheus": OTHER_HASH}}}}
+    docs = objects(values)
+    _web_config_parts(docs)
+    main = container(docs)
+    assert "scheme" not in main["readinessProbe"]["httpGet"]
+    assert one(docs, "Service")["metadata"]["annotations"]["prometheus.io/scheme"] == "http"
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pytest.param({"webConfig": {"config": {"basic_auth_users": {"prometheus": "$2y$10$short"}}}},
+                     id="cleartext-password"),
+        pytest.param({"webConfig": {"config": {"rate_limit": {"interval": "1s"}}}}, id="unsupported-key"),
+        pytest.param({"webConfig": {"tls": {"secretName": "x"}}}, id="misspelt-tls-key"),
+        pytest.param({"serviceMonitor": {"basicAuth": {"username": {"name": "s"}}}}, id="basic-auth-without-key"),
+    ],
+)
+def test_schema_refuses_bad_web_config_values(values: dict[str, Any]) -> None:
+    with pytest.raises(helm.HelmError):
+        _chart().validate_schema(values)

@@ -90,3 +90,51 @@ app.kubernetes.io/part-of: ingestion-exporter
 {{- define "ingestion-exporter.dnsFragment" -}}
 {{- regexReplaceAll "[^a-z0-9-]+" (lower .) "-" | trimAll "-" }}
 {{- end }}
+
+{{/* Where the web-config file and the TLS Secret are mounted. */}}
+{{- define "ingestion-exporter.webConfigDir" -}}
+/etc/ingestion-exporter/web
+{{- end }}
+{{- define "ingestion-exporter.tlsDir" -}}
+/etc/ingestion-exporter/tls
+{{- end }}
+
+{{/* The Secret holding web-config.yml: webConfig.existingSecret, or the chart's own one ("<fullname>-web-config")
+made from webConfig.config and webConfig.tls; empty when the exporter serves plain, unauthenticated HTTP. */}}
+{{- define "ingestion-exporter.webConfigSecretName" -}}
+{{- if .Values.webConfig.existingSecret }}
+{{- .Values.webConfig.existingSecret }}
+{{- else if or .Values.webConfig.config .Values.webConfig.tls.existingSecret }}
+{{- printf "%s-web-config" (include "ingestion-exporter.fullname" . | trunc 52 | trimSuffix "-") }}
+{{- end }}
+{{- end }}
+
+{{/* The web-config file the chart renders: webConfig.config, with tls_server_config's cert_file and key_file
+pointing at the mounted webConfig.tls.existingSecret unless given. */}}
+{{- define "ingestion-exporter.webConfigFile" -}}
+{{- $config := deepCopy (.Values.webConfig.config | default (dict)) }}
+{{- if .Values.webConfig.tls.existingSecret }}
+{{- $tlsDir := include "ingestion-exporter.tlsDir" . }}
+{{- $defaults := dict "cert_file" (printf "%s/tls.crt" $tlsDir) "key_file" (printf "%s/tls.key" $tlsDir) }}
+{{- $_ := set $config "tls_server_config" (merge ($config.tls_server_config | default (dict)) $defaults) }}
+{{- end }}
+{{- toYaml $config }}
+{{- end }}
+
+{{/* "true" when the exporter serves HTTPS: a TLS Secret is mounted or webConfig.config has tls_server_config. */}}
+{{- define "ingestion-exporter.tlsEnabled" -}}
+{{- if or .Values.webConfig.tls.existingSecret (and .Values.webConfig.config .Values.webConfig.config.tls_server_config) }}
+{{- print "true" }}
+{{- end }}
+{{- end }}
+
+{{/* Scheme Prometheus scrapes with: serviceMonitor.scheme when set, else https with TLS and http without. */}}
+{{- define "ingestion-exporter.scrapeScheme" -}}
+{{- if .Values.serviceMonitor.scheme }}
+{{- .Values.serviceMonitor.scheme }}
+{{- else if include "ingestion-exporter.tlsEnabled" . }}
+{{- print "https" }}
+{{- else }}
+{{- print "http" }}
+{{- end }}
+{{- end }}
