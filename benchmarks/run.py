@@ -1,7 +1,7 @@
 """Scale benchmark: the exporter against the standalone simulator, measured against the physical floor.
 
     python -m benchmarks.run [--sizes 25,100,250,500] [--latency-ms 20] [--concurrency 16] [--scrapes 20]
-                             [--soak-scrapes 1000] [--soak-jobs 500] [--json benchmarks/results.json] [--quick]
+                             [--soak-scrapes 1000] [--soak-jobs 500] [--soak-warmup 100] [--json FILE] [--quick]
 
 For each size N (jobs per platform, four platforms) it starts `python -m exporter.simulator` and the exporter
 (`python -m exporter`) as two subprocesses, so the exporter's CPU (/proc/<pid>/stat) and peak RSS
@@ -420,7 +420,12 @@ def check_min_interval(
 
 
 def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    """RSS growth over many consecutive scrapes (after a warm-up of 10)."""
+    """RSS growth over many consecutive scrapes, after a warm-up, with RSS sampled every 100 scrapes.
+
+    The simulator's jobs keep running, so its job logs and run histories grow during the run and every scrape
+    parses a little more: the input is recorded beside RSS (series and exposition bytes at the start and the
+    end), so growth that follows the input is told apart from a leak.
+    """
     control = requests.Session()
     with simulator(args.soak_jobs, args.soak_latency_ms, workdir) as (_sim, sim_url, credentials):
         jobs = control.get(f"{sim_url}/_sim/jobs", timeout=30).json()
@@ -429,18 +434,28 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         config_file.write_text(yaml.safe_dump(config))
         with exporter(config_file, env) as (proc, url):
             client = requests.Session()
-            for _ in range(10):
-                scrape(client, url)
-            start_kib = memory_kib(proc.pid, "VmRSS")
+            body = b""
+            for _ in range(args.soak_warmup):
+                _, body = scrape(client, url)
+            start_kib, start_body = memory_kib(proc.pid, "VmRSS"), body
+            samples = [start_kib / 1024]
             started = time.perf_counter()
-            for _ in range(args.soak_scrapes):
-                scrape(client, url)
+            for index in range(1, args.soak_scrapes + 1):
+                _, body = scrape(client, url)
+                if index % 100 == 0:
+                    samples.append(memory_kib(proc.pid, "VmRSS") / 1024)
             end_kib = memory_kib(proc.pid, "VmRSS")
+            series_start, series_end = series_of(start_body), series_of(body)
             return {
                 "jobs": 4 * args.soak_jobs, "latency_ms": args.soak_latency_ms, "scrapes": args.soak_scrapes,
+                "warmup_scrapes": args.soak_warmup,
                 "seconds": time.perf_counter() - started, "rss_start_mib": start_kib / 1024,
                 "rss_end_mib": end_kib / 1024, "peak_rss_mib": memory_kib(proc.pid, "VmHWM") / 1024,
                 "growth_percent": 100 * (end_kib - start_kib) / start_kib,
+                "rss_every_100_scrapes_mib": samples,
+                "series_start": series_start, "series_end": series_end,
+                "exposition_bytes_start": len(start_body), "exposition_bytes_end": len(body),
+                "input_growth_percent": 100 * (len(body) - len(start_body)) / max(1, len(start_body)),
             }
 
 
@@ -493,6 +508,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--floor-repeat", type=int, default=5)
     parser.add_argument("--soak-scrapes", type=int, default=1000, help="0 skips the RSS growth run")
     parser.add_argument("--soak-jobs", type=int, default=100, help="jobs per platform in the RSS growth run")
+    parser.add_argument("--soak-warmup", type=int, default=100, help="scrapes before the RSS growth run's start")
     parser.add_argument("--soak-latency-ms", type=float, default=0.0)
     parser.add_argument("--json", type=Path, default=Path("benchmark-results.json"), help="where to write JSON")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 5 jobs per platform, 3 scrapes")
@@ -500,6 +516,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.quick:
         args.sizes, args.scrapes, args.warmup, args.floor_repeat = "5", 3, 1, 1
         args.soak_scrapes, args.soak_jobs, args.latency_ms = 20, 5, min(args.latency_ms, 5.0)
+        args.soak_warmup = min(args.soak_warmup, 5)
     args.sizes = [int(size) for size in args.sizes.split(",")]
     return args
 
@@ -524,8 +541,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"\nRSS over {soaked['scrapes']} consecutive scrapes of {soaked['jobs']} jobs: "
             f"{soaked['rss_start_mib']:.1f} -> {soaked['rss_end_mib']:.1f} MiB ({soaked['growth_percent']:+.1f} %), "
-            f"peak {soaked['peak_rss_mib']:.1f} MiB"
+            f"peak {soaked['peak_rss_mib']:.1f} MiB, after {soaked['warmup_scrapes']} warm-up scrapes"
         )
+        print(
+            "  input over the same scrapes (the simulated jobs keep running and their logs grow): "
+            f"{soaked['series_start']} -> {soaked['series_end']} series, {soaked['exposition_bytes_start']} -> "
+            f"{soaked['exposition_bytes_end']} exposition bytes ({soaked['input_growth_percent']:+.1f} %)"
+        )
+        print("  RSS every 100 scrapes (MiB): " + " ".join(f"{mib:.1f}" for mib in soaked["rss_every_100_scrapes_mib"]))
     print(f"{machine['cpus']} CPUs; load average (1, 5, 15 min) at start {load_at_start}, at end {os.getloadavg()}")
     args.json.write_text(json.dumps(report, indent=2))
     return 0

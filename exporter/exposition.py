@@ -65,9 +65,15 @@ def _layout(family: Family, target: io.BytesIO) -> _Layout:
 
 
 def render(families: Sequence[Family], outputs: Iterable[Output], *, openmetrics: bool = False) -> bytes:
-    """The families that have samples, each with every output's samples in output order.
+    """The families that have samples, each with every output's samples in output order, as one body."""
+    return b"".join(render_chunks(families, outputs, openmetrics=openmetrics))
 
-    Lines are encoded as they are written, so a large exposition exists once as text lines never.
+
+def render_chunks(families: Sequence[Family], outputs: Iterable[Output], *, openmetrics: bool = False) -> list[bytes]:
+    """What `render` writes, as the chunks to send one after another (a family's header, then its lines).
+
+    Lines are encoded as they are written, so a large exposition exists once as text lines never, and the
+    chunks are the written buffers themselves, so it is never held twice either.
     """
     headers: dict[str, str] = {}
     for family in families:
@@ -86,7 +92,9 @@ def render(families: Sequence[Family], outputs: Iterable[Output], *, openmetrics
             if "\\" in joined or '"' in joined or "\n" in joined:
                 values = tuple(_escape(item) for item in values)
             target.write(line(*sorted_values(values), text).encode())
-    return b"".join(
-        chunk for name, buffer in buffers.items() if buffer.tell()
-        for chunk in (headers[name].encode(), buffer.getbuffer())
-    )
+    chunks = []
+    for name, buffer in buffers.items():
+        if buffer.tell():
+            chunks += [headers[name].encode(), buffer.getvalue()]  # the buffer's own bytes, shrunk in place
+        buffer.close()
+    return chunks

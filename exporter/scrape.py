@@ -129,7 +129,7 @@ class ExporterCollector(Collector):
         self.runners = {runner.name: runner for runner in runners}
         self.families = all_families(extra_families)
         self._render_lock = threading.Lock()
-        self._rendered: tuple[tuple[Output, ...], bool, bytes] | None = None
+        self._rendered: tuple[tuple[Output, ...], bool, list[bytes]] | None = None
 
     def describe(self) -> Iterator[Metric]:
         """Names only, so registering never calls an upstream."""
@@ -147,9 +147,10 @@ class ExporterCollector(Collector):
     def expose(
         self, encoder: Callable[[Collector], bytes], runners: Sequence[TargetRunner], budget_seconds: float | None,
         extra: Collector | None,
-    ) -> bytes | None:
+    ) -> list[bytes] | None:
         """The exposition `encoder` would write for these targets and `extra`, written straight from the targets'
-        samples (see exposition.py); None for a format the fast writer does not produce."""
+        samples (see exposition.py), as chunks to send one after another (the shared targets' body is never
+        copied); None for a format the fast writer does not produce."""
         openmetrics = exposition.is_openmetrics(encoder)
         if not openmetrics and encoder is not generate_latest:
             return None
@@ -164,11 +165,12 @@ class ExporterCollector(Collector):
             ):
                 body = last[2]
             else:
-                body = exposition.render(self.families, outputs, openmetrics=openmetrics)
+                self._rendered = None  # the previous body is not kept alive while the next one is written
+                body = exposition.render_chunks(self.families, outputs, openmetrics=openmetrics)
                 self._rendered = (outputs, openmetrics, body)
         if extra is not None:
-            return body + encoder(extra)
-        return body + (b"# EOF\n" if openmetrics else b"")
+            return [*body, encoder(extra)]
+        return [*body, b"# EOF\n"] if openmetrics else list(body)
 
     def close(self) -> None:
         for runner in self.runners.values():

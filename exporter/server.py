@@ -8,11 +8,11 @@ TLS in its own thread (a slow handshake never blocks the others) and plain HTTP 
 
 from __future__ import annotations
 
-import gzip
 import html
 import socket
 import ssl
 import threading
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qs
@@ -115,14 +115,15 @@ class ExporterApp:
             parts.append(self.self_registry.collect)
         encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
         fast = collector.expose(encoder, runners, budget, self.self_registry if with_self else None)
-        body = fast if fast is not None else encoder(_Merged(parts))
+        chunks = fast if fast is not None else [encoder(_Merged(parts))]
         headers = [("Content-Type", content_type)]
         if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
-            body = gzip.compress(body, compresslevel=1)
+            packer = zlib.compressobj(1, zlib.DEFLATED, 31)  # gzip framing; chunk by chunk, never joined first
+            chunks = [b"".join([*(packer.compress(chunk) for chunk in chunks), packer.flush()])]
             headers.append(("Content-Encoding", "gzip"))
-        headers.append(("Content-Length", str(len(body))))
+        headers.append(("Content-Length", str(sum(len(chunk) for chunk in chunks))))
         start_response("200 OK", headers)
-        return [body]
+        return chunks
 
     def _landing(self, start_response: StartResponse, collector: ExporterCollector) -> Iterable[bytes]:
         rows = "".join(
