@@ -18,6 +18,7 @@ import argparse
 import json
 import math
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -38,12 +39,14 @@ PLATFORMS = ("informatica", "dataarts", "cloudstream", "siren")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 DISCOVERY_SECONDS = 3600.0  # longer than a size's run: discovery costs the first scrape only
 SIREN_CONFIGURED = 2
+JOB_LOG_SECONDS = 600  # the Siren job log holds a steady ten minutes of runs, so its size does not drift
 CLOUDSTREAM_PAGE = 100  # the largest page the job list call returns
 PROMETHEUS_ACCEPT = (  # what Prometheus 2.x sends: prometheus_client answers in OpenMetrics
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
     "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
 )
 ROOT = Path(__file__).resolve().parents[1]
+LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
 # --- processes -----------------------------------------------------------------------------------------
@@ -80,7 +83,8 @@ def simulator(jobs: int, latency_ms: float, workdir: Path) -> Iterator[tuple[sub
     credentials = workdir / "credentials.json"
     process = subprocess.Popen(  # noqa: S603 - this interpreter and fixed arguments
         [sys.executable, "-m", "exporter.simulator", "--listen", "127.0.0.1:0", "--jobs", str(jobs),
-         "--latency-ms", str(latency_ms), "--transition-seconds", "30", "--credentials-out", str(credentials)],
+         "--latency-ms", str(latency_ms), "--transition-seconds", "30", "--job-log-seconds", str(JOB_LOG_SECONDS),
+         "--credentials-out", str(credentials)],
         stdout=subprocess.PIPE, text=True, cwd=ROOT,
     )
     try:
@@ -169,14 +173,14 @@ def exporter_config(
 # --- floors ------------------------------------------------------------------------------------------------
 
 
-def request_floor(n: int, concurrency: int, batch_size: int) -> dict[str, dict[str, int]]:
+def request_floor(n: int, concurrency: int, batch_size: int, new_runs: float = 0.0) -> dict[str, dict[str, float]]:
     """Per platform: the fewest upstream calls a steady-state scrape can make, and the sequential rounds they take
-    at `concurrency` calls in flight."""
+    at `concurrency` calls in flight. `new_runs` is how many Informatica runIds changed per scrape."""
     batches = math.ceil(n / batch_size)
     pages = max(1, math.ceil(n / CLOUDSTREAM_PAGE))
     return {
         # one status call and one statistics call per dataflow; the jobs resource only when a runId changes
-        "informatica": {"requests": 2 * n, "rounds": math.ceil(2 * n / concurrency)},
+        "informatica": {"requests": 2 * n + new_runs, "rounds": math.ceil(2 * n / concurrency)},
         "dataarts": {"requests": n, "rounds": math.ceil(n / concurrency)},
         # the job list (states; pages of at most 100, one after another), then the batched metrics calls
         "cloudstream": {"requests": pages + batches, "rounds": pages + math.ceil(batches / concurrency)},
@@ -296,6 +300,28 @@ def series_of(body: bytes) -> int:
     return sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
 
 
+def informatica_runs(body: bytes) -> dict[str, str]:
+    """The runId of each Informatica dataflow, from the `run_id` label of its `ingestion_job_info` series."""
+    runs = {}
+    for line in body.decode().splitlines():
+        if line.startswith("ingestion_job_info{") and 'platform="informatica"' in line:
+            labels = dict(LABEL.findall(line))
+            runs[labels["job_id"]] = labels["run_id"]
+    return runs
+
+
+def changed_runs(before: dict[str, str], after: dict[str, str]) -> int:
+    return sum(1 for job, run in after.items() if run and before.get(job) != run)
+
+
+def job_log_runs(session: requests.Session, sim_url: str, credentials: dict[str, Any]) -> int:
+    """How many runs the simulated Siren job log holds: what every scrape's log search reads."""
+    siren = credentials["siren"]
+    answer = session.get(f"{sim_url}/_siren/connector/jobs/_search", params={"type": "ingestion"}, timeout=60,
+                         auth=(siren["username"], siren["password"]))
+    return len(answer.json()["hits"]["hits"])
+
+
 def by_platform(counts: Counter[str]) -> dict[str, int]:
     totals: Counter[str] = Counter()
     for key, count in counts.items():
@@ -330,15 +356,20 @@ def measure_size(args: argparse.Namespace, n: int, workdir: Path) -> dict[str, A
             client = requests.Session()
             cold_wall, _ = scrape(client, url)
             cold = sim_requests(control, sim_url)
+            body = b""
             for _ in range(args.warmup):
-                scrape(client, url)
+                _, body = scrape(client, url)
+            runs, new_runs = informatica_runs(body), 0
             reset(control, sim_url)
             cpu_before, sim_before = cpu_seconds(proc.pid), cpu_seconds(sim.pid)
-            walls, body = [], b""
+            walls = []
             window = time.perf_counter()
             for _ in range(args.scrapes):
                 wall, body = scrape(client, url)
                 walls.append(wall)
+                latest = informatica_runs(body)
+                new_runs += changed_runs(runs, latest)
+                runs = latest
             window = time.perf_counter() - window
             cpu = (cpu_seconds(proc.pid) - cpu_before) / args.scrapes
             sim_cpu = (cpu_seconds(sim.pid) - sim_before) / args.scrapes
@@ -357,7 +388,7 @@ def measure_size(args: argparse.Namespace, n: int, workdir: Path) -> dict[str, A
         if n == args.sizes[0]:
             interval_check = check_min_interval(args, sim_url, credentials, jobs, workdir, control)
     text = text_body.decode()
-    floor = request_floor(n, args.concurrency, args.batch_size)
+    floor = request_floor(n, args.concurrency, args.batch_size, new_runs / args.scrapes)
     network = latency * max(item["rounds"] for item in floor.values())
     expose = exposition_floor(text)
     per_scrape = {key: count / args.scrapes for key, count in sorted(steady.items())}
@@ -379,6 +410,7 @@ def measure_size(args: argparse.Namespace, n: int, workdir: Path) -> dict[str, A
         "requests_per_scrape": per_scrape,
         "requests_per_scrape_by_platform": measured_by_platform,
         "requests_floor_by_platform": {p: f["requests"] for p, f in floor.items()},
+        "informatica_new_runs_per_scrape": new_runs / args.scrapes,
         "cold_requests": dict(sorted(cold.items())),
         "four_simultaneous_requests": four,
         "one_scrape_requests": one,
@@ -422,9 +454,10 @@ def check_min_interval(
 def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """RSS growth over many consecutive scrapes, after a warm-up, with RSS sampled every 100 scrapes.
 
-    The simulator's jobs keep running, so its job logs and run histories grow during the run and every scrape
-    parses a little more: the input is recorded beside RSS (series and exposition bytes at the start and the
-    end), so growth that follows the input is told apart from a leak.
+    The simulator's jobs keep changing state (new runs, new run ids, finished runs), while the Siren job log
+    keeps a steady window of runs, so the input stays the same size on average; it is recorded beside RSS
+    (series and exposition bytes at the start and the end), so growth that follows the input is told apart
+    from a leak.
     """
     control = requests.Session()
     with simulator(args.soak_jobs, args.soak_latency_ms, workdir) as (_sim, sim_url, credentials):
@@ -438,6 +471,7 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             for _ in range(args.soak_warmup):
                 _, body = scrape(client, url)
             start_kib, start_body = memory_kib(proc.pid, "VmRSS"), body
+            log_start = job_log_runs(control, sim_url, credentials)
             samples = [start_kib / 1024]
             started = time.perf_counter()
             for index in range(1, args.soak_scrapes + 1):
@@ -445,6 +479,7 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 if index % 100 == 0:
                     samples.append(memory_kib(proc.pid, "VmRSS") / 1024)
             end_kib = memory_kib(proc.pid, "VmRSS")
+            log_end = job_log_runs(control, sim_url, credentials)
             series_start, series_end = series_of(start_body), series_of(body)
             return {
                 "jobs": 4 * args.soak_jobs, "latency_ms": args.soak_latency_ms, "scrapes": args.soak_scrapes,
@@ -456,6 +491,7 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 "series_start": series_start, "series_end": series_end,
                 "exposition_bytes_start": len(start_body), "exposition_bytes_end": len(body),
                 "input_growth_percent": 100 * (len(body) - len(start_body)) / max(1, len(start_body)),
+                "job_log_runs_start": log_start, "job_log_runs_end": log_end,
             }
 
 
@@ -474,7 +510,7 @@ def table(results: list[dict[str, Any]]) -> str:
             f"{r['jobs']:>5} {r['series']:>7} {r['exposition_bytes']:>9} {r['wall_median_s']:>8.3f}s "
             f"{r['wall_p95_s']:>6.3f}s {r['floor_network_s']:>8.3f}s {r['floor_exposition_s']:>9.3f}s "
             f"{r['ratio_wall']:>7.2f} {r['cpu_per_scrape_s']:>7.3f}s {r['floor_cpu_s']:>8.3f}s {r['ratio_cpu']:>7.2f} "
-            f"{sum(r['requests_per_scrape'].values()):>8.1f} {sum(r['requests_floor_by_platform'].values()):>9} "
+            f"{sum(r['requests_per_scrape'].values()):>8.1f} {sum(r['requests_floor_by_platform'].values()):>9.1f} "
             f"{r['four_simultaneous_requests']:>4}/{r['one_scrape_requests']:<4} {r['peak_rss_mib']:>8.1f} "
             f"{r['simulator_busy_fraction']:>8.2f}"
         )
@@ -484,10 +520,10 @@ def table(results: list[dict[str, Any]]) -> str:
         parts = ", ".join(f"{k}={v:g}" for k, v in r["requests_per_scrape"].items())
         lines.append(f"  {r['jobs']:>5} jobs: {parts}")
         floor = ", ".join(
-            f"{p} {r['requests_per_scrape_by_platform'].get(p, 0):g}/{f}"
+            f"{p} {r['requests_per_scrape_by_platform'].get(p, 0):g}/{f:g}"
             for p, f in r["requests_floor_by_platform"].items()
         )
-        lines.append(f"         measured/floor: {floor}")
+        lines.append(f"         measured/floor: {floor} ({r['informatica_new_runs_per_scrape']:g} new runIds a scrape)")
         if r["min_interval"] is not None:
             mi = r["min_interval"]
             lines.append(
@@ -544,9 +580,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"peak {soaked['peak_rss_mib']:.1f} MiB, after {soaked['warmup_scrapes']} warm-up scrapes"
         )
         print(
-            "  input over the same scrapes (the simulated jobs keep running and their logs grow): "
+            "  input over the same scrapes (the simulated jobs keep changing state): "
             f"{soaked['series_start']} -> {soaked['series_end']} series, {soaked['exposition_bytes_start']} -> "
-            f"{soaked['exposition_bytes_end']} exposition bytes ({soaked['input_growth_percent']:+.1f} %)"
+            f"{soaked['exposition_bytes_end']} exposition bytes ({soaked['input_growth_percent']:+.1f} %), "
+            f"{soaked['job_log_runs_start']} -> {soaked['job_log_runs_end']} runs in the Siren job log"
         )
         print("  RSS every 100 scrapes (MiB): " + " ".join(f"{mib:.1f}" for mib in soaked["rss_every_100_scrapes_mib"]))
     print(f"{machine['cpus']} CPUs; load average (1, 5, 15 min) at start {load_at_start}, at end {os.getloadavg()}")

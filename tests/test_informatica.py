@@ -212,18 +212,29 @@ def test_jobs_resource_fetched_once_per_run() -> None:
         assert jobs.last_request.path.endswith("/42600")
 
 
-def test_jobs_resource_of_a_deploying_run_is_read_again() -> None:
+def test_jobs_resource_of_a_deploying_run_is_read_again_once_its_status_moves_on() -> None:
     deploying = json.loads((FIXTURES / "job_seed.json").read_text()) | {"endTime": None, "duration": None}
+    status = json.loads((FIXTURES / "status_seed.json").read_text())
     with rm.Mocker() as m:
         mock_seed(m)
-        jobs = m.get(re.compile(f"{SISVC}/jobs/.*"), json=deploying)
+        m.get(f"{SISVC}/status/dataflows/{SEED_ID}", json=status | {"status": "Deploying"})
+        m.get(re.compile(f"{SISVC}/jobs/.*"), json=deploying)
         app = make_app(make_settings([target()]))
+
+        def reads() -> int:
+            return sum(1 for request in m.request_history if "/monitor/v1/jobs/" in request.path)
+
         first = parse(probe_text(app))
-        probe_text(app)
-        assert jobs.call_count == 2
+        for _ in range(3):
+            probe_text(app)
+        assert reads() == 1  # the same run in the same status: nothing new to read
+        m.get(f"{SISVC}/status/dataflows/{SEED_ID}", json=status)  # deployed: Running
         m.get(re.compile(f"{SISVC}/jobs/.*"), text=(FIXTURES / "job_seed.json").read_text())
         done = parse(probe_text(app))
-        probe_text(app)
+        m.get(f"{SISVC}/status/dataflows/{SEED_ID}", json=status | {"status": "Running with Warning"})
+        for _ in range(3):
+            probe_text(app)
+        assert reads() == 2  # once more when the deployment ended, then final
     assert value(first, "ingestion_job_deploy_end_timestamp_seconds", job_id=SEED_ID) is None
     assert value(done, "ingestion_job_deploy_duration_seconds", job_id=SEED_ID) == 1543
 

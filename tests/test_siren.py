@@ -580,6 +580,32 @@ def test_simulator_search_filters(live_sim: Simulator) -> None:
     assert requests.get(url, auth=auth, params={"start_time_from": "yesterday"}, timeout=5).status_code == 400
 
 
+def test_simulator_job_log_keeps_a_steady_window() -> None:
+    """With job_log_seconds the log is full from the start and keeps its size while runs come and go."""
+    window = 600
+    options = SimulatorOptions(jobs=40, platforms=["siren"], transition_seconds=10, job_log_seconds=window)
+    with Simulator(options) as simulator:
+        credentials = simulator.credentials["siren"]
+        auth = (credentials["username"], credentials["password"])
+        url = f"{simulator.url}/_siren/connector/jobs/_search"
+        held = simulator.jobs("siren")[0]["id"]
+        simulator.platform("siren").set_state(held, "running")  # frozen in one run older than the window
+        sizes = []
+        for step in range(8):
+            hits = requests.get(url, auth=auth, params={"type": "ingestion"}, timeout=5).json()["hits"]["hits"]
+            runs = [hit["_source"]["ingestion"] for hit in hits]
+            now_ms = simulator.clock.now() * 1000
+            newest = {run["id"]: max(r["start_time"] for r in runs if r["id"] == run["id"]) for run in runs}
+            assert all(run["start_time"] >= now_ms - window * 1000 or run["start_time"] == newest[run["id"]]
+                       for run in runs)  # older runs are gone, a job's current run stays however old
+            if step == 0:
+                assert min(run["start_time"] for run in runs) < now_ms - window * 1000 * 0.75  # full already
+            sizes.append(len(runs))
+            simulator.clock.advance(window / 2)
+        assert held in newest and newest[held] < now_ms - 3 * window * 1000
+        assert len(simulator.jobs("siren")) * 4 < min(sizes) and max(sizes) < 1.5 * min(sizes), sizes
+
+
 def test_simulator_abort_moves_a_running_job_to_aborted(live_sim: Simulator) -> None:
     credentials = live_sim.credentials["siren"]
     auth = (credentials["username"], credentials["password"])

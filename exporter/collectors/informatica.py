@@ -335,7 +335,7 @@ class InformaticaCollector(TargetCollector):
         self.config = settings
         self.client = InformaticaClient(settings, upstream)
         self.jobs = JobDirectory(settings.dataflow_refs(), settings.discovery)
-        self._runs: dict[str, tuple[str, JobRun]] = {}
+        self._runs: dict[str, tuple[str, str | None, JobRun]] = {}  # dataflow -> runId, status when read, record
 
     @classmethod
     def demo_target(
@@ -360,7 +360,7 @@ class InformaticaCollector(TargetCollector):
         out.job_state(job, map_state(status.status, STATE_MAP), status.status or "none")
         out.add_optional(JOB_LAST_UPDATE, status.timestamp, job)
         self._nodes(status, job, out)
-        run = self._run_details(ctx, job, status.runId)
+        run = self._run_details(ctx, job, status.runId, status.status)
         out.add(
             JOB_INFO, 1, job, run_id=status.runId or "",
             started_by=(run.startedBy or "") if run else "", runtime_env=(run.runtimeEnv or "") if run else "",
@@ -391,23 +391,23 @@ class InformaticaCollector(TargetCollector):
             if edge.from_node and edge.to_node:
                 out.add(EDGE_INFO, 1, job, from_node=edge.from_node, to_node=edge.to_node)
 
-    def _run_details(self, ctx: ScrapeContext, job: JobRef, run_id: str | None) -> JobRun | None:
-        """The jobs resource for the current run, fetched once per (dataflow, runId) once its deployment ended.
+    def _run_details(self, ctx: ScrapeContext, job: JobRef, run_id: str | None, status: str | None) -> JobRun | None:
+        """The jobs resource for the current run: read when the runId changes, and kept.
 
-        While a run is still deploying its record has no end time and changes, so it is read again.
+        A run read while it was still deploying has no end time yet; its record is read once more when the
+        dataflow's status moves on (the deployment ended), and is final from then on.
         """
         if not run_id:
             return None
         cached = self._runs.get(job.job_id)
-        if cached is not None and cached[0] == run_id:
-            return cached[1]
+        if cached is not None and cached[0] == run_id and (cached[2].endTime is not None or cached[1] == status):
+            return cached[2]
         try:
             run = self.client.job_run(job.job_id, run_id, ctx.deadline)
         except Exception as exc:  # noqa: BLE001 - deploy details are secondary to the job's state
             ctx.errors.record(exc, f"jobs {job.job_id}", job_id=job.job_id, job_name=job.job_name)
             return None
-        if run.endTime is not None:
-            self._runs[job.job_id] = (run_id, run)
+        self._runs[job.job_id] = (run_id, status, run)
         return run
 
     def _throughput(self, ctx: ScrapeContext, job: JobRef, out: Output) -> None:

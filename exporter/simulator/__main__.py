@@ -2,7 +2,7 @@
 
     python -m exporter.simulator --listen 127.0.0.1:8080 --jobs 25 --latency-ms 20 [--seed]
         [--platforms informatica,...] [--session-idle-seconds N] [--transition-seconds N]
-        [--random-seed N] [--credentials-out PATH]
+        [--random-seed N] [--job-log-seconds N] [--credentials-out PATH]
 
 It prints one line, `url=http://127.0.0.1:8080 platforms=informatica [credentials=PATH]`, and serves
 until SIGINT or SIGTERM, then exits 0. Port 0 picks a free port (read it from that line). Passwords
@@ -32,6 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         host=args.listen[0], port=args.listen[1], jobs=args.jobs, seed=args.seed,
         latency_seconds=args.latency_ms / 1000, session_idle_seconds=args.session_idle_seconds,
         transition_seconds=args.transition_seconds, random_seed=args.random_seed, platforms=args.platforms,
+        job_log_seconds=args.job_log_seconds,
     ))
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -59,6 +60,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--session-idle-seconds", type=float, default=1800.0)
     parser.add_argument("--transition-seconds", type=float, default=20.0)
     parser.add_argument("--random-seed", type=int, default=1)
+    parser.add_argument(
+        "--job-log-seconds", type=float, default=None, metavar="N",
+        help="keep job logs (Siren's) at a steady size: the runs of the last N seconds, already full at start",
+    )
     parser.add_argument("--credentials-out", type=Path, default=None, metavar="PATH")
     return parser
 

@@ -58,6 +58,7 @@ class SimulatorOptions:
     transition_seconds: float = 20.0
     random_seed: int = 1
     platforms: Sequence[str] | None = None
+    job_log_seconds: float | None = None
 
 
 class Simulator:
@@ -67,11 +68,13 @@ class Simulator:
         self.options = options = options or SimulatorOptions()
         if options.jobs < 0 or options.transition_seconds <= 0 or options.session_idle_seconds <= 0:
             raise ValueError("jobs must be 0 or more; transition and session idle seconds above 0")
+        if options.job_log_seconds is not None and options.job_log_seconds <= 0:
+            raise ValueError("job log seconds must be above 0")
         self.clock = Clock()
         context = Context(
             jobs=options.jobs, seed=options.seed, session_idle_seconds=options.session_idle_seconds,
             transition_seconds=options.transition_seconds, random_seed=options.random_seed,
-            clock=self.clock, url=lambda: self.url,
+            clock=self.clock, url=lambda: self.url, job_log_seconds=options.job_log_seconds,
         )
         names = PLATFORMS if options.platforms is None else tuple(options.platforms)
         self._platforms = {name: create(name, context) for name in names}

@@ -152,6 +152,7 @@ class Context:
     random_seed: int
     clock: Clock
     url: Callable[[], str]
+    job_log_seconds: float | None = None  # a job log kept at its steady size: the runs of the last N seconds
 
     def rng(self, *parts: object) -> random.Random:
         """A random generator of its own for each purpose, so one platform's draws never shift another's."""

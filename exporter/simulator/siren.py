@@ -24,7 +24,10 @@ its own seeded draws: idle -> running (a new run: `count` grows by a few hundred
 `last_id` follows) -> successful (most runs), error (with error messages) or aborting -> aborted. Jobs
 start spread over the states, each with a few backdated runs in the job log. `_search` filters the log
 (every run, the current one included) by type, id, state and start time, newest first, with
-`hits.total` as `{value, relation}` (or an integer with `total_as_int = True`).
+`hits.total` as `{value, relation}` (or an integer with `total_as_int = True`). The log keeps every run,
+unless `job_log_seconds` is set: then it holds the runs started in the last that many seconds, as an index
+with a retention policy does, and is full from the start (each job has already lived that long, with the
+same draws), so a long run reads a log of steady size.
 
 Seed mode: the one job of page 004, `postgres-events`. The job endpoint and the running list serve the
 running example byte for byte; `set_state("postgres-events", "error" | "successful" | "aborted")` (or the
@@ -109,7 +112,6 @@ def create(context: Context) -> Platform:
 
 @dataclass
 class _Run:
-    number: int
     run_uuid: str
     started: float
     state: str = RUNNING
@@ -324,6 +326,7 @@ class _LiveJobs(LiveJobs[str, _Job]):
     """Jobs that run, count up and end on simulated time, computed when a request comes."""
 
     def __init__(self, context: Context) -> None:
+        self._log_seconds = context.job_log_seconds
         super().__init__(context, "siren")
 
     def ids(self) -> list[str]:
@@ -347,7 +350,9 @@ class _LiveJobs(LiveJobs[str, _Job]):
         with self._lock:
             hits: list[dict[str, Any]] = []
             for known in list(self._jobs):
-                job, _ = self._current(known)
+                job, now = self._current(known)
+                if self._log_seconds is not None:  # retention: the current run stays, however old
+                    job.runs = [run for run in job.runs[:-1] if run.started >= now - self._log_seconds] + job.runs[-1:]
                 for run in job.runs:
                     status = self._status(job, run)
                     if _passes(status, job_id, state, since, until):
@@ -398,11 +403,10 @@ class _LiveJobs(LiveJobs[str, _Job]):
         run = job.current
         if state == RUNNING:
             if not job.running:
-                number = len(job.runs) + 1
-                job.runs.append(_Run(number, _run_uuid(job.rng), at))
+                job.runs.append(_Run(_run_uuid(job.rng), at))
             return
         if run is None or not job.running:
-            run = _Run(len(job.runs) + 1, _run_uuid(job.rng), at)  # a forced ending needs a run to end
+            run = _Run(_run_uuid(job.rng), at)  # a forced ending needs a run to end
             job.runs.append(run)
         if state == ABORTING:
             run.state, run.aborting = ABORTING, True
@@ -444,6 +448,9 @@ class _LiveJobs(LiveJobs[str, _Job]):
             id=f"{base}-{index + 1:02d}", source=base.split("-")[0], rng=rng, rate=rng.uniform(100, 600),
             first_id=rng.randint(1, 5000), next_tick=now + self._period, marked=0.0,
         )
+        if self._log_seconds is not None:  # idle since the log's start: the first look plays the ticks since
+            job.next_tick = job.marked = now - self._log_seconds
+            return job
         at = now - rng.uniform(6, 24) * 3600
         for _ in range(rng.randint(1, 3)):  # earlier runs in the job log
             job.marked = at
