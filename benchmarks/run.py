@@ -543,7 +543,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--floor-repeat", type=int, default=5)
     parser.add_argument("--soak-scrapes", type=int, default=1000, help="0 skips the RSS growth run")
-    parser.add_argument("--soak-jobs", type=int, default=100, help="jobs per platform in the RSS growth run")
+    parser.add_argument("--soak-jobs", type=int, default=500, help="jobs per platform in the RSS growth run")
     parser.add_argument("--soak-warmup", type=int, default=100, help="scrapes before the RSS growth run's start")
     parser.add_argument("--soak-latency-ms", type=float, default=0.0)
     parser.add_argument("--json", type=Path, default=Path("benchmark-results.json"), help="where to write JSON")

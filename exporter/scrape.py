@@ -101,8 +101,8 @@ class TargetRunner:
         out.add(SCRAPE_DURATION, time.monotonic() - started)
         out.add(JOBS_DISCOVERED, len(self.collector.known_jobs()))
         self._errors.finish()
-        with self._lock:
-            self._last, self._last_finished = out, time.monotonic()
+        with self._lock:  # kept only for min_interval: otherwise it would sit in memory through the next collection
+            self._last, self._last_finished = (out if self._min_interval > 0 else None), time.monotonic()
             self._in_flight = None
         future.set_result(out)
 
@@ -155,6 +155,10 @@ class ExporterCollector(Collector):
         if not openmetrics and encoder is not generate_latest:
             return None
         begun = [(runner, runner.begin(budget_seconds)) for runner in runners]
+        if not all(started.future.done() for _, started in begun):
+            # A collection is in flight: every scrape from now on gets its samples, so the last body (and the
+            # samples it holds) serves no one; freed now, not after the collection, it never adds to the peak.
+            self._rendered = None
         outputs = tuple(runner.finish(started) for runner, started in begun)
         # Scrapes that joined one collection (or reuse one within min_interval) share one rendering; one rendering
         # at a time also keeps simultaneous scrapes from holding several copies of a large exposition at once.

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import re
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -94,6 +96,34 @@ def test_min_interval_serves_the_last_result() -> None:
         get(app, "/metrics")
         get(app, "/metrics")
     assert status.call_count == 1
+
+
+def test_last_samples_are_let_go_when_the_next_collection_starts() -> None:
+    """Between scrapes the last samples and body are kept to share; during the next collection they are not."""
+    app = make_app(make_settings([target()]))
+    runner = app.collector.runners["infa"]
+    finish, outputs, alive_during_collection = runner.finish, [], []
+
+    def keep_ref(begun: Any) -> Any:
+        out = finish(begun)
+        outputs.append(weakref.ref(out))
+        return out
+
+    def status(_request: Any, _context: Any) -> str:
+        gc.collect()
+        alive_during_collection.append(bool(outputs) and outputs[0]() is not None)
+        return (FIXTURES / "status_seed.json").read_text()
+
+    runner.finish = keep_ref  # type: ignore[method-assign]
+    with rm.Mocker() as m:
+        mocked(m)
+        m.get(f"{SISVC}/status/dataflows/{SEED_ID}", text=status)
+        get(app, "/metrics")
+        gc.collect()
+        kept_between_scrapes = outputs[0]() is not None
+        get(app, "/metrics")
+    assert kept_between_scrapes
+    assert alive_during_collection == [False, False]
 
 
 def test_hanging_upstream_answers_within_budget() -> None:
