@@ -300,18 +300,32 @@ def series_of(body: bytes) -> int:
     return sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
 
 
-def informatica_runs(body: bytes) -> dict[str, str]:
-    """The runId of each Informatica dataflow, from the `run_id` label of its `ingestion_job_info` series."""
-    runs = {}
+def informatica_runs(body: bytes) -> dict[str, tuple[str, bool]]:
+    """Each Informatica dataflow's runId (the `run_id` label of `ingestion_job_info`) and whether it is deploying."""
+    runs: dict[str, tuple[str, bool]] = {}
+    deploying = set()
     for line in body.decode().splitlines():
-        if line.startswith("ingestion_job_info{") and 'platform="informatica"' in line:
+        if 'platform="informatica"' not in line:
+            continue
+        if line.startswith("ingestion_job_info{"):
             labels = dict(LABEL.findall(line))
-            runs[labels["job_id"]] = labels["run_id"]
-    return runs
+            runs[labels["job_id"]] = (labels["run_id"], False)
+        elif line.startswith("ingestion_job_vendor_state{") and 'vendor_state="deploying"' in line \
+                and not line.endswith(" 0.0"):
+            deploying.add(dict(LABEL.findall(line))["job_id"])
+    return {job: (run, job in deploying) for job, (run, _) in runs.items()}
 
 
-def changed_runs(before: dict[str, str], after: dict[str, str]) -> int:
-    return sum(1 for job, run in after.items() if run and before.get(job) != run)
+def run_moves(before: dict[str, tuple[str, bool]], after: dict[str, tuple[str, bool]]) -> tuple[int, int]:
+    """Between two scrapes: how many runIds changed, and how many runs ended their deployment."""
+    new = ended = 0
+    for job, (run, deploying) in after.items():
+        previous = before.get(job, ("", False))
+        if run and previous[0] != run:
+            new += 1
+        elif run and previous[1] and not deploying:
+            ended += 1
+    return new, ended
 
 
 def job_log_runs(session: requests.Session, sim_url: str, credentials: dict[str, Any]) -> int:
@@ -359,7 +373,7 @@ def measure_size(args: argparse.Namespace, n: int, workdir: Path) -> dict[str, A
             body = b""
             for _ in range(args.warmup):
                 _, body = scrape(client, url)
-            runs, new_runs = informatica_runs(body), 0
+            runs, new_runs, deployed = informatica_runs(body), 0, 0
             reset(control, sim_url)
             cpu_before, sim_before = cpu_seconds(proc.pid), cpu_seconds(sim.pid)
             walls = []
@@ -368,8 +382,8 @@ def measure_size(args: argparse.Namespace, n: int, workdir: Path) -> dict[str, A
                 wall, body = scrape(client, url)
                 walls.append(wall)
                 latest = informatica_runs(body)
-                new_runs += changed_runs(runs, latest)
-                runs = latest
+                moved = run_moves(runs, latest)
+                runs, new_runs, deployed = latest, new_runs + moved[0], deployed + moved[1]
             window = time.perf_counter() - window
             cpu = (cpu_seconds(proc.pid) - cpu_before) / args.scrapes
             sim_cpu = (cpu_seconds(sim.pid) - sim_before) / args.scrapes
@@ -411,6 +425,7 @@ def measure_size(args: argparse.Namespace, n: int, workdir: Path) -> dict[str, A
         "requests_per_scrape_by_platform": measured_by_platform,
         "requests_floor_by_platform": {p: f["requests"] for p, f in floor.items()},
         "informatica_new_runs_per_scrape": new_runs / args.scrapes,
+        "informatica_deployments_ended_per_scrape": deployed / args.scrapes,
         "cold_requests": dict(sorted(cold.items())),
         "four_simultaneous_requests": four,
         "one_scrape_requests": one,
@@ -523,7 +538,12 @@ def table(results: list[dict[str, Any]]) -> str:
             f"{p} {r['requests_per_scrape_by_platform'].get(p, 0):g}/{f:g}"
             for p, f in r["requests_floor_by_platform"].items()
         )
-        lines.append(f"         measured/floor: {floor} ({r['informatica_new_runs_per_scrape']:g} new runIds a scrape)")
+        lines.append(f"         measured/floor: {floor}")
+        lines.append(
+            f"         informatica jobs resource: {r['requests_per_scrape'].get('informatica GET jobs', 0):g} reads a "
+            f"scrape for {r['informatica_new_runs_per_scrape']:g} new runIds (the floor counts these) and "
+            f"{r['informatica_deployments_ended_per_scrape']:g} runs that ended their deployment (read again)"
+        )
         if r["min_interval"] is not None:
             mi = r["min_interval"]
             lines.append(
