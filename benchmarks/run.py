@@ -467,7 +467,11 @@ def check_min_interval(
 
 
 def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    """RSS growth over many consecutive scrapes, after a warm-up, with RSS sampled every 100 scrapes.
+    """RSS growth over many consecutive scrapes, after a warm-up, with RSS sampled every 10 scrapes.
+
+    One sample swings by several MiB with where the allocator stands in a scrape, so growth compares the median
+    of the first tenth of the samples with the median of the last tenth (the first and last 100 scrapes of
+    1,000); the single first and last samples and a least-squares trend are reported beside it.
 
     The simulator's jobs keep changing state (new runs, new run ids, finished runs), while the Siren job log
     keeps a steady window of runs, so the input stays the same size on average; it is recorded beside RSS
@@ -491,9 +495,12 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             started = time.perf_counter()
             for index in range(1, args.soak_scrapes + 1):
                 _, body = scrape(client, url)
-                if index % 100 == 0:
+                if index % 10 == 0:
                     samples.append(memory_kib(proc.pid, "VmRSS") / 1024)
             end_kib = memory_kib(proc.pid, "VmRSS")
+            window = max(1, len(samples) // 10)
+            first, last = statistics.median(samples[:window]), statistics.median(samples[-window:])
+            trend = statistics.linear_regression(range(len(samples)), samples) if len(samples) > 1 else None
             log_end = job_log_runs(control, sim_url, credentials)
             series_start, series_end = series_of(start_body), series_of(body)
             return {
@@ -501,8 +508,13 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 "warmup_scrapes": args.soak_warmup,
                 "seconds": time.perf_counter() - started, "rss_start_mib": start_kib / 1024,
                 "rss_end_mib": end_kib / 1024, "peak_rss_mib": memory_kib(proc.pid, "VmHWM") / 1024,
-                "growth_percent": 100 * (end_kib - start_kib) / start_kib,
-                "rss_every_100_scrapes_mib": samples,
+                "rss_first_tenth_median_mib": first, "rss_last_tenth_median_mib": last,
+                "growth_percent": 100 * (last - first) / first,
+                "single_sample_growth_percent": 100 * (end_kib - start_kib) / start_kib,
+                "trend_percent_per_1000_scrapes": (
+                    None if trend is None else 100 * trend.slope * 100 / trend.intercept  # a sample every 10 scrapes
+                ),
+                "rss_every_10_scrapes_mib": samples,
                 "series_start": series_start, "series_end": series_end,
                 "exposition_bytes_start": len(start_body), "exposition_bytes_end": len(body),
                 "input_growth_percent": 100 * (len(body) - len(start_body)) / max(1, len(start_body)),
@@ -595,9 +607,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(table(results))
     if soaked is not None:
         print(
-            f"\nRSS over {soaked['scrapes']} consecutive scrapes of {soaked['jobs']} jobs: "
-            f"{soaked['rss_start_mib']:.1f} -> {soaked['rss_end_mib']:.1f} MiB ({soaked['growth_percent']:+.1f} %), "
-            f"peak {soaked['peak_rss_mib']:.1f} MiB, after {soaked['warmup_scrapes']} warm-up scrapes"
+            f"\nRSS over {soaked['scrapes']} consecutive scrapes of {soaked['jobs']} jobs, after "
+            f"{soaked['warmup_scrapes']} warm-up scrapes (median of the first and the last tenth of the samples): "
+            f"{soaked['rss_first_tenth_median_mib']:.1f} -> {soaked['rss_last_tenth_median_mib']:.1f} MiB "
+            f"({soaked['growth_percent']:+.1f} %), peak {soaked['peak_rss_mib']:.1f} MiB"
+        )
+        trend = soaked["trend_percent_per_1000_scrapes"]
+        print(
+            f"  first and last sample {soaked['rss_start_mib']:.1f} -> {soaked['rss_end_mib']:.1f} MiB "
+            f"({soaked['single_sample_growth_percent']:+.1f} %)"
+            + ("" if trend is None else f"; least-squares trend {trend:+.1f} % per 1,000 scrapes")
         )
         print(
             "  input over the same scrapes (the simulated jobs keep changing state): "
@@ -605,7 +624,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{soaked['exposition_bytes_end']} exposition bytes ({soaked['input_growth_percent']:+.1f} %), "
             f"{soaked['job_log_runs_start']} -> {soaked['job_log_runs_end']} runs in the Siren job log"
         )
-        print("  RSS every 100 scrapes (MiB): " + " ".join(f"{mib:.1f}" for mib in soaked["rss_every_100_scrapes_mib"]))
+        every_100 = soaked["rss_every_10_scrapes_mib"][::10]
+        print("  RSS every 100 scrapes (MiB): " + " ".join(f"{mib:.1f}" for mib in every_100))
     print(f"{machine['cpus']} CPUs; load average (1, 5, 15 min) at start {load_at_start}, at end {os.getloadavg()}")
     args.json.write_text(json.dumps(report, indent=2))
     return 0
