@@ -157,7 +157,8 @@ class ExporterCollector(Collector):
         begun = [(runner, runner.begin(budget_seconds)) for runner in runners]
         if not all(started.future.done() for _, started in begun):
             # A collection is in flight: every scrape from now on gets its samples, so the last body (and the
-            # samples it holds) serves no one; freed now, not after the collection, it never adds to the peak.
+            # samples it holds) serves no one; freed now, not after the collection, it never adds to the peak
+            # (a plain assignment: a scrape that still wants it renders it again).
             self._rendered = None
         outputs = tuple(runner.finish(started) for runner, started in begun)
         # Scrapes that joined one collection (or reuse one within min_interval) share one rendering; one rendering
