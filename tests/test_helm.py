@@ -231,16 +231,18 @@ def test_exporter_reads_the_config_map_it_mounts() -> None:
     assert "--web.listen-address=:9867" in main["args"]
 
 
-def test_config_change_rolls_the_pod() -> None:
-    def checksum(values: dict[str, Any]) -> str:
-        annotations = one(objects(values), "Deployment")["spec"]["template"]["metadata"]["annotations"]
-        return str(annotations["checksum/config"])
+def pod_checksum(values: dict[str, Any], key: str) -> str:
+    """The Deployment's pod annotation `checksum/<key>`: when it changes, the pod rolls."""
+    annotations = one(objects(values), "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    return str(annotations[f"checksum/{key}"])
 
+
+def test_config_change_rolls_the_pod() -> None:
     base = ci_values("existingsecret-values.yaml")
     changed = json.loads(json.dumps(base))
     changed["config"]["min_interval_seconds"] = 30
-    assert checksum(base) == checksum(base)
-    assert checksum(base) != checksum(changed)
+    assert pod_checksum(base, "config") == pod_checksum(base, "config")
+    assert pod_checksum(base, "config") != pod_checksum(changed, "config")
 
 
 def test_existing_secret_is_mounted_and_no_secret_is_created() -> None:
@@ -542,17 +544,13 @@ def test_scrape_switches_to_https_with_tls() -> None:
 
 
 def test_web_config_change_rolls_the_pod() -> None:
-    def checksum(values: dict[str, Any]) -> str:
-        annotations = one(objects(values), "Deployment")["spec"]["template"]["metadata"]["annotations"]
-        return str(annotations["checksum/web-config"])
-
     base = ci_values("webconfig-values.yaml")
     changed = json.loads(json.dumps(base))
     changed["webConfig"]["config"]["basic_auth_users"]["grafana"] = OTHER_HASH
     other_tls = json.loads(json.dumps(base))
     other_tls["webConfig"]["tls"]["existingSecret"] = "renewed-tls"
-    assert checksum(base) == checksum(base)
-    assert len({checksum(base), checksum(changed), checksum(other_tls)}) == 3
+    assert pod_checksum(base, "web-config") == pod_checksum(base, "web-config")
+    assert len({pod_checksum(values, "web-config") for values in (base, changed, other_tls)}) == 3
 
 
 def test_web_config_from_an_existing_secret_creates_no_secret() -> None:
