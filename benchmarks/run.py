@@ -82,10 +82,26 @@ def _first_line(process: subprocess.Popen[str], marker: str, timeout: float = 60
 def simulator(jobs: int, latency_ms: float, workdir: Path) -> Iterator[tuple[subprocess.Popen[str], str, Any]]:
     credentials = workdir / "credentials.json"
     process = subprocess.Popen(  # noqa: S603 - this interpreter and fixed arguments
-        [sys.executable, "-m", "exporter.simulator", "--listen", "127.0.0.1:0", "--jobs", str(jobs),
-         "--latency-ms", str(latency_ms), "--transition-seconds", "30", "--job-log-seconds", str(JOB_LOG_SECONDS),
-         "--credentials-out", str(credentials)],
-        stdout=subprocess.PIPE, text=True, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "exporter.simulator",
+            "--listen",
+            "127.0.0.1:0",
+            "--jobs",
+            str(jobs),
+            "--latency-ms",
+            str(latency_ms),
+            "--transition-seconds",
+            "30",
+            "--job-log-seconds",
+            str(JOB_LOG_SECONDS),
+            "--credentials-out",
+            str(credentials),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
     )
     try:
         line = _first_line(process, "url=")
@@ -98,9 +114,24 @@ def simulator(jobs: int, latency_ms: float, workdir: Path) -> Iterator[tuple[sub
 @contextmanager
 def exporter(config: Path, env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], str]]:
     process = subprocess.Popen(  # noqa: S603 - this interpreter and fixed arguments
-        [sys.executable, "-m", "exporter", "--config.file", str(config), "--web.listen-address", "127.0.0.1:0",
-         "--log.format", "json", "--log.level", "warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **env}, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "--config.file",
+            str(config),
+            "--web.listen-address",
+            "127.0.0.1:0",
+            "--log.format",
+            "json",
+            "--log.level",
+            "warning",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **env},
+        cwd=ROOT,
     )
     try:
         # the `listening` line is logged at info: with --log.level warning, poll the port from /proc instead
@@ -147,8 +178,12 @@ def _stop(process: subprocess.Popen[str]) -> None:
 
 
 def exporter_config(
-    url: str, credentials: dict[str, Any], jobs: dict[str, list[dict[str, str]]], concurrency: int,
-    batch_size: int, extra: dict[str, Any] | None = None,
+    url: str,
+    credentials: dict[str, Any],
+    jobs: dict[str, list[dict[str, str]]],
+    concurrency: int,
+    batch_size: int,
+    extra: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """One target per platform for the simulator at `url`, and the environment holding its secrets."""
     from exporter.collectors import COLLECTORS
@@ -261,7 +296,8 @@ def cpu_floor(config: dict[str, Any], env: dict[str, str], concurrency: int, rep
         started = time.process_time()
         futures = [
             pool.submit(fetch, session, request)
-            for session, pool, listed in zip(sessions, pools, groups.values(), strict=True) for request in listed
+            for session, pool, listed in zip(sessions, pools, groups.values(), strict=True)
+            for request in listed
         ]
         for future in futures:
             future.result()
@@ -310,8 +346,11 @@ def informatica_runs(body: bytes) -> dict[str, tuple[str, bool]]:
         if line.startswith("ingestion_job_info{"):
             labels = dict(LABEL.findall(line))
             runs[labels["job_id"]] = (labels["run_id"], False)
-        elif line.startswith("ingestion_job_vendor_state{") and 'vendor_state="deploying"' in line \
-                and not line.endswith(" 0.0"):
+        elif (
+            line.startswith("ingestion_job_vendor_state{")
+            and 'vendor_state="deploying"' in line
+            and not line.endswith(" 0.0")
+        ):
             deploying.add(dict(LABEL.findall(line))["job_id"])
     return {job: (run, job in deploying) for job, (run, _) in runs.items()}
 
@@ -331,8 +370,12 @@ def run_moves(before: dict[str, tuple[str, bool]], after: dict[str, tuple[str, b
 def job_log_runs(session: requests.Session, sim_url: str, credentials: dict[str, Any]) -> int:
     """How many runs the simulated Siren job log holds: what every scrape's log search reads."""
     siren = credentials["siren"]
-    answer = session.get(f"{sim_url}/_siren/connector/jobs/_search", params={"type": "ingestion"}, timeout=60,
-                         auth=(siren["username"], siren["password"]))
+    answer = session.get(
+        f"{sim_url}/_siren/connector/jobs/_search",
+        params={"type": "ingestion"},
+        timeout=60,
+        auth=(siren["username"], siren["password"]),
+    )
     return len(answer.json()["hits"]["hits"])
 
 
@@ -446,7 +489,11 @@ def measure_size(args: argparse.Namespace, n: int, workdir: Path) -> dict[str, A
 
 
 def check_min_interval(
-    args: argparse.Namespace, sim_url: str, credentials: dict[str, Any], jobs: dict[str, Any], workdir: Path,
+    args: argparse.Namespace,
+    sim_url: str,
+    credentials: dict[str, Any],
+    jobs: dict[str, Any],
+    workdir: Path,
     control: requests.Session,
 ) -> dict[str, int]:
     """With min_interval_seconds, a second scrape inside the interval must cause no upstream request."""
@@ -504,21 +551,29 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             log_end = job_log_runs(control, sim_url, credentials)
             series_start, series_end = series_of(start_body), series_of(body)
             return {
-                "jobs": 4 * args.soak_jobs, "latency_ms": args.soak_latency_ms, "scrapes": args.soak_scrapes,
+                "jobs": 4 * args.soak_jobs,
+                "latency_ms": args.soak_latency_ms,
+                "scrapes": args.soak_scrapes,
                 "warmup_scrapes": args.soak_warmup,
-                "seconds": time.perf_counter() - started, "rss_start_mib": start_kib / 1024,
-                "rss_end_mib": end_kib / 1024, "peak_rss_mib": memory_kib(proc.pid, "VmHWM") / 1024,
-                "rss_first_tenth_median_mib": first, "rss_last_tenth_median_mib": last,
+                "seconds": time.perf_counter() - started,
+                "rss_start_mib": start_kib / 1024,
+                "rss_end_mib": end_kib / 1024,
+                "peak_rss_mib": memory_kib(proc.pid, "VmHWM") / 1024,
+                "rss_first_tenth_median_mib": first,
+                "rss_last_tenth_median_mib": last,
                 "growth_percent": 100 * (last - first) / first,
                 "single_sample_growth_percent": 100 * (end_kib - start_kib) / start_kib,
                 "trend_percent_per_1000_scrapes": (
                     None if trend is None else 100 * trend.slope * 100 / trend.intercept  # a sample every 10 scrapes
                 ),
                 "rss_every_10_scrapes_mib": samples,
-                "series_start": series_start, "series_end": series_end,
-                "exposition_bytes_start": len(start_body), "exposition_bytes_end": len(body),
+                "series_start": series_start,
+                "series_end": series_end,
+                "exposition_bytes_start": len(start_body),
+                "exposition_bytes_end": len(body),
                 "input_growth_percent": 100 * (len(body) - len(start_body)) / max(1, len(start_body)),
-                "job_log_runs_start": log_start, "job_log_runs_end": log_end,
+                "job_log_runs_start": log_start,
+                "job_log_runs_end": log_end,
             }
 
 
@@ -602,7 +657,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     machine = {"cpus": os.cpu_count(), "load_average_at_start": load_at_start, "load_average_at_end": os.getloadavg()}
     report: dict[str, Any] = {
         "machine": machine,
-        "results": results, "soak": soaked,
+        "results": results,
+        "soak": soaked,
     }
     print(table(results))
     if soaked is not None:

@@ -40,18 +40,35 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--config.file", dest="config_file", type=Path, help="YAML configuration file.")
     parser.add_argument("--web.listen-address", dest="listen", help=f"Address to listen on (default {DEFAULT_LISTEN}).")
     parser.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics", help="Metrics path.")
-    parser.add_argument("--web.config.file", dest="web_config_file", type=Path,
-                        help="TLS and basic auth for the exporter's endpoints (exporter-toolkit format).")
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        type=Path,
+        help="TLS and basic auth for the exporter's endpoints (exporter-toolkit format).",
+    )
     parser.add_argument("--log.level", dest="log_level", choices=logs.LEVELS, default="info")
-    parser.add_argument("--log.format", dest="log_format", choices=("json", "console"), help="Default: console on a "
-                        "terminal, json otherwise.")
+    parser.add_argument(
+        "--log.format",
+        dest="log_format",
+        choices=("json", "console"),
+        help="Default: console on a terminal, json otherwise.",
+    )
     parser.add_argument("--demo", action="store_true", help="Run against the built-in simulator on loopback.")
-    parser.add_argument("--check-config", dest="check_config", action="store_true",
-                        help="Validate the configuration, print it with secrets masked, exit 0 (valid) or 2.")
+    parser.add_argument(
+        "--check-config",
+        dest="check_config",
+        action="store_true",
+        help="Validate the configuration, print it with secrets masked, exit 0 (valid) or 2.",
+    )
     parser.add_argument("--version", action="version", version=f"ingestion-exporter {__version__}")
     args = parser.parse_args(argv)
-    if not args.telemetry_path.startswith("/") or args.telemetry_path in ("/", "/probe", "/healthz", "/readyz",
-                                                                          "/-/reload"):
+    if not args.telemetry_path.startswith("/") or args.telemetry_path in (
+        "/",
+        "/probe",
+        "/healthz",
+        "/readyz",
+        "/-/reload",
+    ):
         parser.error("--web.telemetry-path must be a path of its own, such as /metrics")
     return args
 
@@ -69,10 +86,15 @@ def build(settings: RootSettings, registry: CollectorRegistry, telemetry: Teleme
         telemetry.start_target(platform, target.name)
         if target.tls.insecure_skip_verify:
             log.warning("TLS verification is off for this target", target=target.name, platform=platform)
-        runners.append(TargetRunner(
-            collector, ErrorTracker(platform, target.name, telemetry),
-            settings.scrape_budget_seconds, settings.min_interval_seconds, settings.state_series,
-        ))
+        runners.append(
+            TargetRunner(
+                collector,
+                ErrorTracker(platform, target.name, telemetry),
+                settings.scrape_budget_seconds,
+                settings.min_interval_seconds,
+                settings.state_series,
+            )
+        )
     return ExporterCollector(runners, platform_families())
 
 
@@ -140,8 +162,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, reload)
     app.ready.set()
     host, port = server.server_address[:2]
-    log.info("listening", address=f"{host!s}:{port}", telemetry_path=args.telemetry_path, version=__version__,
-             targets=len(collector.runners), demo=args.demo, tls=web.current.ssl_context is not None)
+    log.info(
+        "listening",
+        address=f"{host!s}:{port}",
+        telemetry_path=args.telemetry_path,
+        version=__version__,
+        targets=len(collector.runners),
+        demo=args.demo,
+        tls=web.current.ssl_context is not None,
+    )
     try:
         server.serve_forever(poll_interval=0.2)
     finally:

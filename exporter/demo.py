@@ -23,9 +23,15 @@ def start_demo(model: type[RootSettings]) -> tuple[Simulator, RootSettings]:
     Secrets travel the way they do in production, through the environment, never inline.
     """
     platforms = [platform for platform in COLLECTORS if platform in PLATFORMS]
-    simulator = Simulator(SimulatorOptions(
-        host="127.0.0.1", port=0, jobs=DEMO_JOBS, transition_seconds=DEMO_TRANSITION_SECONDS, platforms=platforms,
-    ))
+    simulator = Simulator(
+        SimulatorOptions(
+            host="127.0.0.1",
+            port=0,
+            jobs=DEMO_JOBS,
+            transition_seconds=DEMO_TRANSITION_SECONDS,
+            platforms=platforms,
+        )
+    )
     simulator.start()
     targets: list[dict[str, Any]] = []
     for platform in platforms:

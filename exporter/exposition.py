@@ -27,7 +27,8 @@ _VALUES = {0.0: "0.0", 1.0: "1.0"}
 def is_openmetrics(encoder: Callable[..., Any]) -> bool:
     """True for the OpenMetrics 1.0.0 encoder prometheus_client picks for Prometheus' default Accept header."""
     return (
-        isinstance(encoder, functools.partial) and encoder.func is om_exposition.generate_latest
+        isinstance(encoder, functools.partial)
+        and encoder.func is om_exposition.generate_latest
         and encoder.keywords.get("version") == "1.0.0"
         and encoder.keywords.get("escaping") in (om_exposition.UNDERSCORES, om_exposition.ALLOWUTF8)
     )

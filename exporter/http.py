@@ -113,8 +113,16 @@ class Upstream:
         outcome = "error"
         try:
             response = self.session.request(
-                method, url, headers=headers, params=params, json=json_body, data=data,
-                timeout=timeout, stream=True, allow_redirects=False, **self._environment_for(url),
+                method,
+                url,
+                headers=headers,
+                params=params,
+                json=json_body,
+                data=data,
+                timeout=timeout,
+                stream=True,
+                allow_redirects=False,
+                **self._environment_for(url),
             )
             outcome = str(response.status_code)
             _read_capped(response, deadline)
@@ -196,10 +204,11 @@ def decode_json(response: requests.Response) -> Any:
     except ValueError as exc:
         kind = response.headers.get("Content-Type", "no content type")
         raise UpstreamError(
-            "invalid_response", f"body is not JSON ({kind}, {len(response.content)} bytes)",
-            status=response.status_code, body=_text(response),
+            "invalid_response",
+            f"body is not JSON ({kind}, {len(response.content)} bytes)",
+            status=response.status_code,
+            body=_text(response),
         ) from exc
-
 
 
 def vendor_error(body: str) -> tuple[str, str]:
@@ -217,6 +226,7 @@ def vendor_error(body: str) -> tuple[str, str]:
     code = next((inner[k] for k in ("error_code", "code", "message_id", "type") if inner.get(k)), "")
     message = next((inner[k] for k in ("error_msg", "message", "description", "reason") if inner.get(k)), "")
     return str(code), str(message)
+
 
 def _read_capped(response: requests.Response, deadline: Deadline) -> None:
     """Read the body within the budget and the size cap.

@@ -60,7 +60,8 @@ def configure(level: str = "info", fmt: str | None = None, stream: TextIO | None
         _stringify_exceptions,
     ]
     renderer: Any = (
-        structlog.dev.ConsoleRenderer(colors=out.isatty()) if fmt == "console"
+        structlog.dev.ConsoleRenderer(colors=out.isatty())
+        if fmt == "console"
         else structlog.processors.JSONRenderer(sort_keys=True)
     )
     structlog.configure(

@@ -60,8 +60,10 @@ class Reloader:
                 new = self._build(settings)
             except Exception as exc:  # noqa: BLE001 - a reload must never take the running exporter down
                 self._telemetry.config_reload_success.set(0)
-                log.error("reload failed while building collectors; the running configuration stays in force",
-                          error=f"{type(exc).__name__}: {exc}")
+                log.error(
+                    "reload failed while building collectors; the running configuration stays in force",
+                    error=f"{type(exc).__name__}: {exc}",
+                )
                 return False, f"reload failed: {type(exc).__name__}: {exc}"
             if web is not None and self._web is not None:
                 self._web.current = web

@@ -41,7 +41,11 @@ class TargetRunner:
     """Collects one target: budget, in-flight sharing, result reuse, error accounting."""
 
     def __init__(
-        self, collector: TargetCollector, errors: ErrorTracker, budget_seconds: float, min_interval: float,
+        self,
+        collector: TargetCollector,
+        errors: ErrorTracker,
+        budget_seconds: float,
+        min_interval: float,
         state_series: str = "full",
     ):
         self.collector = collector
@@ -145,7 +149,10 @@ class ExporterCollector(Collector):
         return merge(self.families, [runner.finish(started) for runner, started in begun])
 
     def expose(
-        self, encoder: Callable[[Collector], bytes], runners: Sequence[TargetRunner], budget_seconds: float | None,
+        self,
+        encoder: Callable[[Collector], bytes],
+        runners: Sequence[TargetRunner],
+        budget_seconds: float | None,
         extra: Collector | None,
     ) -> list[bytes] | None:
         """The exposition `encoder` would write for these targets and `extra`, written straight from the targets'
@@ -165,8 +172,11 @@ class ExporterCollector(Collector):
         # at a time also keeps simultaneous scrapes from holding several copies of a large exposition at once.
         with self._render_lock:
             last = self._rendered
-            if last is not None and last[1] == openmetrics and len(last[0]) == len(outputs) and all(
-                mine is theirs for mine, theirs in zip(last[0], outputs, strict=True)
+            if (
+                last is not None
+                and last[1] == openmetrics
+                and len(last[0]) == len(outputs)
+                and all(mine is theirs for mine, theirs in zip(last[0], outputs, strict=True))
             ):
                 body = last[2]
             else:

@@ -106,8 +106,12 @@ class ExporterApp:
         return self._expose(environ, start_response, collector, [runner], False)
 
     def _expose(
-        self, environ: dict[str, Any], start_response: StartResponse, collector: ExporterCollector,
-        runners: list[TargetRunner], with_self: bool,
+        self,
+        environ: dict[str, Any],
+        start_response: StartResponse,
+        collector: ExporterCollector,
+        runners: list[TargetRunner],
+        with_self: bool,
     ) -> Iterable[bytes]:
         budget = _scrape_budget(environ.get("HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS"))
         parts: list[Callable[[], Iterable[Any]]] = [lambda: collector.collect_targets(runners, budget)]
@@ -210,8 +214,10 @@ def _handshake(raw: socket.socket, context: ssl.SSLContext) -> ssl.SSLSocket | N
     try:
         first = raw.recv(1, socket.MSG_PEEK)
         if first and first[0] != _TLS_RECORD_HANDSHAKE:
-            raw.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
-                        b"Client sent an HTTP request to an HTTPS server.\n")
+            raw.sendall(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
+                b"Client sent an HTTP request to an HTTPS server.\n"
+            )
             return None
         if not first:
             return None

@@ -120,8 +120,7 @@ class TargetSettings(StrictModel):
                 if field in data:
                     raise PydanticCustomError(
                         "inline_secret",
-                        "{field}: secrets are not accepted inline; use {field}_file or the environment variable "
-                        "{env}",
+                        "{field}: secrets are not accepted inline; use {field}_file or the environment variable {env}",
                         {"field": field, "env": secret_env_name(str(data.get("name", "NAME")), field)},
                     )
         return data
@@ -158,7 +157,8 @@ def _read_secret(target: str, field: str, path: Path | None) -> str | None:
             text = Path(path).read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise PydanticCustomError(
-                "secret_file", "{field}_file: cannot read {path}: {why}",
+                "secret_file",
+                "{field}_file: cannot read {path}: {why}",
                 {"field": field, "path": str(path), "why": exc.strerror or type(exc).__name__},
             ) from exc
         if not text:

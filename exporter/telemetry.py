@@ -62,12 +62,14 @@ class Telemetry:
         self.config_reload_success = Gauge(
             "config_last_reload_successful",
             "1 when the last configuration load succeeded, 0 after a reload was refused.",
-            namespace=NAMESPACE, registry=registry,
+            namespace=NAMESPACE,
+            registry=registry,
         )
         self.config_reload_timestamp = Gauge(
             "config_last_reload_success_timestamp_seconds",
             "When the configuration in force was loaded, at start or by the last successful reload.",
-            namespace=NAMESPACE, registry=registry,
+            namespace=NAMESPACE,
+            registry=registry,
         )
         self.config_reload_success.set(1)
         self.config_reload_timestamp.set_to_current_time()
@@ -76,4 +78,3 @@ class Telemetry:
         """Create every reason's series at 0 so `increase()` sees the first error."""
         for reason in ERROR_REASONS:
             self.scrape_errors.labels(platform, target, reason)
-

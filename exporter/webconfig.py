@@ -40,8 +40,10 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 AUTH_CACHE_SECONDS = 300.0
 AUTH_CACHE_SIZE = 256
 _VERSIONS = {
-    "TLS10": ssl.TLSVersion.TLSv1, "TLS11": ssl.TLSVersion.TLSv1_1,
-    "TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3,
+    "TLS10": ssl.TLSVersion.TLSv1,
+    "TLS11": ssl.TLSVersion.TLSv1_1,
+    "TLS12": ssl.TLSVersion.TLSv1_2,
+    "TLS13": ssl.TLSVersion.TLSv1_3,
 }
 _CLIENT_AUTH = {
     "NoClientCert": ssl.CERT_NONE,
@@ -49,8 +51,13 @@ _CLIENT_AUTH = {
     "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
 }
 _UNVERIFIED_CLIENT_AUTH = ("RequestClientCert", "RequireAnyClientCert")
-_HEADERS = ("Content-Security-Policy", "X-Frame-Options", "X-Content-Type-Options", "X-XSS-Protection",
-            "Strict-Transport-Security")
+_HEADERS = (
+    "Content-Security-Policy",
+    "X-Frame-Options",
+    "X-Content-Type-Options",
+    "X-XSS-Protection",
+    "Strict-Transport-Security",
+)
 TLSVersionName = Literal["TLS10", "TLS11", "TLS12", "TLS13"]
 StartResponse = Callable[..., Any]
 
@@ -98,8 +105,12 @@ class TLSServerConfig(StrictModel):
     @classmethod
     def _known_policy(cls, value: str) -> str:
         if value in _UNVERIFIED_CLIENT_AUTH:
-            raise PydanticCustomError("unsupported", "{v} accepts unverified certificates and is not supported; use "
-                                      "RequireAndVerifyClientCert or VerifyClientCertIfGiven", {"v": value})
+            raise PydanticCustomError(
+                "unsupported",
+                "{v} accepts unverified certificates and is not supported; use "
+                "RequireAndVerifyClientCert or VerifyClientCertIfGiven",
+                {"v": value},
+            )
         if value not in _CLIENT_AUTH:
             raise PydanticCustomError("policy", "must be one of {names}", {"names": ", ".join(_CLIENT_AUTH)})
         return value
@@ -150,8 +161,9 @@ class HTTPServerConfig(StrictModel):
     def _allowed_headers(cls, headers: dict[str, str]) -> dict[str, str]:
         for name, value in headers.items():
             if name not in _HEADERS:
-                raise PydanticCustomError("header", "{name} cannot be set; allowed: {allowed}",
-                                          {"name": name, "allowed": ", ".join(_HEADERS)})
+                raise PydanticCustomError(
+                    "header", "{name} cannot be set; allowed: {allowed}", {"name": name, "allowed": ", ".join(_HEADERS)}
+                )
             if name == "X-Frame-Options" and value.lower() not in ("", "deny", "sameorigin"):
                 raise PydanticCustomError("header", "X-Frame-Options must be deny or sameorigin", {})
             if name == "X-Content-Type-Options" and value.lower() not in ("", "nosniff"):
@@ -279,10 +291,14 @@ def protect(app: Callable[[dict[str, Any], StartResponse], Iterable[bytes]], hol
         path = environ.get("PATH_INFO", "/") or "/"
         if path not in OPEN_PATHS and not config.authorized(environ.get("HTTP_AUTHORIZATION")):
             body = b"Unauthorized\n"
-            with_headers("401 Unauthorized", [
-                ("WWW-Authenticate", 'Basic realm="ingestion-exporter", charset="UTF-8"'),
-                ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))),
-            ])
+            with_headers(
+                "401 Unauthorized",
+                [
+                    ("WWW-Authenticate", 'Basic realm="ingestion-exporter", charset="UTF-8"'),
+                    ("Content-Type", "text/plain; charset=utf-8"),
+                    ("Content-Length", str(len(body))),
+                ],
+            )
             return [body]
         return app(environ, with_headers)
 

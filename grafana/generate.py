@@ -130,78 +130,106 @@ def _alert(
 def alert_rules(p: Mapping[str, str]) -> list[dict[str, Any]]:
     return [
         _alert(
-            "IngestionJobFailed", 'ingestion_job_state{state="failed"} == 1', p["job_failed_for"], "critical",
+            "IngestionJobFailed",
+            'ingestion_job_state{state="failed"} == 1',
+            p["job_failed_for"],
+            "critical",
             "Ingestion job {{ $labels.job_name }} on {{ $labels.platform }} failed.",
-            f"{_WHO} has been in the failed state for more than {p['job_failed_for']}.", p,
+            f"{_WHO} has been in the failed state for more than {p['job_failed_for']}.",
+            p,
         ),
         _alert(
-            "IngestionJobDegraded", 'ingestion_job_state{state="degraded"} == 1', p["job_degraded_for"], "warning",
+            "IngestionJobDegraded",
+            'ingestion_job_state{state="degraded"} == 1',
+            p["job_degraded_for"],
+            "warning",
             "Ingestion job {{ $labels.job_name }} on {{ $labels.platform }} is degraded.",
-            f"{_WHO} has been running with warnings for more than {p['job_degraded_for']}.", p,
+            f"{_WHO} has been running with warnings for more than {p['job_degraded_for']}.",
+            p,
         ),
         _alert(
             "IngestionJobStoppedUnexpectedly",
             'ingestion_job_state{state="stopped"} == 1\nand on (platform, target, job_id)\n'
             f'max_over_time(ingestion_job_state{{state="running"}}[{p["job_stopped_lookback"]}]) == 1\n',
-            p["job_stopped_for"], "warning",
+            p["job_stopped_for"],
+            "warning",
             "Ingestion job {{ $labels.job_name }} on {{ $labels.platform }} stopped.",
             f"{_WHO} was running within the last {p['job_stopped_lookback']} and has been stopped, not succeeded, "
-            f"for more than {p['job_stopped_for']}.", p,
+            f"for more than {p['job_stopped_for']}.",
+            p,
         ),
         _alert(
-            "IngestionJobStuckStarting", 'ingestion_job_state{state="starting"} == 1', p["job_starting_for"],
+            "IngestionJobStuckStarting",
+            'ingestion_job_state{state="starting"} == 1',
+            p["job_starting_for"],
             "warning",
             "Ingestion job {{ $labels.job_name }} on {{ $labels.platform }} is stuck starting.",
-            f"{_WHO} has been starting (deploying) for more than {p['job_starting_for']}.", p,
+            f"{_WHO} has been starting (deploying) for more than {p['job_starting_for']}.",
+            p,
         ),
         _alert(
-            "IngestionJobStateUnknown", 'ingestion_job_state{state="unknown"} == 1', p["job_unknown_for"], "warning",
+            "IngestionJobStateUnknown",
+            'ingestion_job_state{state="unknown"} == 1',
+            p["job_unknown_for"],
+            "warning",
             "The state of ingestion job {{ $labels.job_name }} on {{ $labels.platform }} is unknown.",
-            f"{_WHO} has had no readable or known state for more than {p['job_unknown_for']}.", p,
+            f"{_WHO} has had no readable or known state for more than {p['job_unknown_for']}.",
+            p,
         ),
         _alert(
             "IngestionJobNoRecords",
             f"{RECORDS_RATE} <= {p['job_no_records_rate']}\nand on (platform, target, job_id)\n"
             'ingestion_job_state{state="running"} == 1\n',
-            p["job_no_records_for"], "warning",
+            p["job_no_records_for"],
+            "warning",
             "Running ingestion job {{ $labels.job_name }} on {{ $labels.platform }} moves no records.",
             f"{_WHO} is running but has read at most {p['job_no_records_rate']} records per second "
-            f"for more than {p['job_no_records_for']}.", p,
+            f"for more than {p['job_no_records_for']}.",
+            p,
         ),
         _alert(
             "IngestionCorruptedRecords",
             "sum by (platform, target, job_id, job_name, stream, role) (\n"
             f"  increase(ingestion_stream_corrupted_records_total[{p['corrupted_records_window']}])\n"
             f") > {p['corrupted_records_threshold']}\n",
-            p["corrupted_records_for"], "warning",
+            p["corrupted_records_for"],
+            "warning",
             "Ingestion job {{ $labels.job_name }} on {{ $labels.platform }} reports corrupted records.",
             f"{_WHO} counted {{{{ $value | humanize }}}} corrupted records on {{{{ $labels.role }}}} "
-            f"{{{{ $labels.stream }}}} in the last {p['corrupted_records_window']}.", p,
+            f"{{{{ $labels.stream }}}} in the last {p['corrupted_records_window']}.",
+            p,
         ),
         _alert(
             "IngestionTargetUnreachable",
             "ingestion_scrape_success == 0\n"
             'unless on (platform, target)\n(ingestion_job_state{state!="unknown"} == 1)\n',
-            p["target_unreachable_for"], "critical",
+            p["target_unreachable_for"],
+            "critical",
             "The exporter cannot read {{ $labels.platform }} target {{ $labels.target }}.",
             "The ingestion exporter has read no job of {{ $labels.platform }} target {{ $labels.target }} for "
             f"more than {p['target_unreachable_for']}; its jobs show as unknown and their own alerts are "
-            "inhibited.", p,
+            "inhibited.",
+            p,
         ),
         _alert(
             "IngestionTargetScrapeErrors",
-            "ingestion_scrape_success == 0\n"
-            'and on (platform, target)\n(ingestion_job_state{state!="unknown"} == 1)\n',
-            p["target_scrape_errors_for"], "warning",
+            'ingestion_scrape_success == 0\nand on (platform, target)\n(ingestion_job_state{state!="unknown"} == 1)\n',
+            p["target_scrape_errors_for"],
+            "warning",
             "Some upstream calls to {{ $labels.platform }} target {{ $labels.target }} fail.",
             "The ingestion exporter reads some jobs of {{ $labels.platform }} target {{ $labels.target }} but "
-            f"some of its upstream calls have kept failing for more than {p['target_scrape_errors_for']}.", p,
+            f"some of its upstream calls have kept failing for more than {p['target_scrape_errors_for']}.",
+            p,
         ),
         _alert(
-            "IngestionExporterAbsent", "absent(ingestion_exporter_build_info)", p["exporter_absent_for"], "critical",
+            "IngestionExporterAbsent",
+            "absent(ingestion_exporter_build_info)",
+            p["exporter_absent_for"],
+            "critical",
             "The ingestion exporter is gone from Prometheus.",
             f"Prometheus has scraped no ingestion exporter successfully for more than {p['exporter_absent_for']}; "
-            "no ingestion job is watched.", p,
+            "no ingestion job is watched.",
+            p,
         ),
     ]
 
@@ -244,16 +272,27 @@ SEL = 'platform=~"$platform", target=~"$target"'
 JOB_SEL = f'{SEL}, job_id=~"$job"'
 ONE_JOB = 'platform="$platform", target="$target", job_id="$job"'
 STATE_COLORS = {
-    "starting": "blue", "running": "green", "degraded": "orange", "failed": "red",
-    "stopping": "purple", "stopped": "yellow", "succeeded": "dark-green", "unknown": "text",
+    "starting": "blue",
+    "running": "green",
+    "degraded": "orange",
+    "failed": "red",
+    "stopping": "purple",
+    "stopped": "yellow",
+    "succeeded": "dark-green",
+    "unknown": "text",
 }
 STATES = tuple(STATE_COLORS)
 
 
 def target(expr: str, legend: str = "", ref: str = "A", instant: bool = False, table: bool = False) -> dict[str, Any]:
     return {
-        "refId": ref, "datasource": DS, "expr": expr, "legendFormat": legend or "__auto",
-        "instant": instant, "range": not instant, "format": "table" if table else "time_series",
+        "refId": ref,
+        "datasource": DS,
+        "expr": expr,
+        "legendFormat": legend or "__auto",
+        "instant": instant,
+        "range": not instant,
+        "format": "table" if table else "time_series",
     }
 
 
@@ -266,10 +305,21 @@ class Board:
         self._y = 0
         self._row_height = 0
 
-    def add(self, kind: str, title: str, description: str, targets: list[dict[str, Any]], w: int = 12, h: int = 8,
-            unit: str = "", options: dict[str, Any] | None = None, mappings: list[dict[str, Any]] | None = None,
-            overrides: list[dict[str, Any]] | None = None, transformations: list[dict[str, Any]] | None = None,
-            links: list[dict[str, Any]] | None = None) -> None:
+    def add(
+        self,
+        kind: str,
+        title: str,
+        description: str,
+        targets: list[dict[str, Any]],
+        w: int = 12,
+        h: int = 8,
+        unit: str = "",
+        options: dict[str, Any] | None = None,
+        mappings: list[dict[str, Any]] | None = None,
+        overrides: list[dict[str, Any]] | None = None,
+        transformations: list[dict[str, Any]] | None = None,
+        links: list[dict[str, Any]] | None = None,
+    ) -> None:
         if self._x + w > 24:
             self._x, self._y, self._row_height = 0, self._y + self._row_height, 0
         defaults: dict[str, Any] = {"mappings": mappings or []}
@@ -278,9 +328,14 @@ class Board:
         if links:
             defaults["links"] = links
         panel: dict[str, Any] = {
-            "id": len(self.panels) + 1, "type": kind, "title": title, "description": description,
-            "datasource": DS, "gridPos": {"h": h, "w": w, "x": self._x, "y": self._y},
-            "targets": targets, "fieldConfig": {"defaults": defaults, "overrides": overrides or []},
+            "id": len(self.panels) + 1,
+            "type": kind,
+            "title": title,
+            "description": description,
+            "datasource": DS,
+            "gridPos": {"h": h, "w": w, "x": self._x, "y": self._y},
+            "targets": targets,
+            "fieldConfig": {"defaults": defaults, "overrides": overrides or []},
             "options": options or {},
         }
         if transformations:
@@ -292,26 +347,51 @@ class Board:
     def row(self, title: str) -> None:
         if self._x:
             self._x, self._y, self._row_height = 0, self._y + self._row_height, 0
-        self.panels.append({
-            "id": len(self.panels) + 1, "type": "row", "title": title, "collapsed": False, "panels": [],
-            "gridPos": {"h": 1, "w": 24, "x": 0, "y": self._y},
-        })
+        self.panels.append(
+            {
+                "id": len(self.panels) + 1,
+                "type": "row",
+                "title": title,
+                "collapsed": False,
+                "panels": [],
+                "gridPos": {"h": 1, "w": 24, "x": 0, "y": self._y},
+            }
+        )
         self._y += 1
 
 
 def datasource_variable() -> dict[str, Any]:
     return {
-        "type": "datasource", "name": "datasource", "label": "Data source", "query": "prometheus",
-        "current": {}, "hide": 0, "includeAll": False, "multi": False, "options": [], "refresh": 1, "regex": "",
+        "type": "datasource",
+        "name": "datasource",
+        "label": "Data source",
+        "query": "prometheus",
+        "current": {},
+        "hide": 0,
+        "includeAll": False,
+        "multi": False,
+        "options": [],
+        "refresh": 1,
+        "regex": "",
     }
 
 
 def query_variable(name: str, label: str, query: str, multi: bool = True, regex: str = "") -> dict[str, Any]:
     variable: dict[str, Any] = {
-        "type": "query", "name": name, "label": label, "datasource": DS,
-        "query": {"query": query, "refId": f"{name}-variable"}, "definition": query,
-        "current": {}, "hide": 0, "includeAll": multi, "multi": multi, "options": [], "refresh": 2,
-        "regex": regex, "sort": 1,
+        "type": "query",
+        "name": name,
+        "label": label,
+        "datasource": DS,
+        "query": {"query": query, "refId": f"{name}-variable"},
+        "definition": query,
+        "current": {},
+        "hide": 0,
+        "includeAll": multi,
+        "multi": multi,
+        "options": [],
+        "refresh": 2,
+        "regex": regex,
+        "sort": 1,
     }
     if multi:
         variable["allValue"] = ".+"
@@ -322,126 +402,272 @@ def job_variable(multi: bool) -> dict[str, Any]:
     # query_result prints the labels in name order, so job_id comes before job_name: the id is the value,
     # the name is what the picker shows.
     return query_variable(
-        "job", "Job", f"query_result(max by (job_id, job_name) (ingestion_job_state{{{SEL}}}))", multi,
+        "job",
+        "Job",
+        f"query_result(max by (job_id, job_name) (ingestion_job_state{{{SEL}}}))",
+        multi,
         regex='/job_id="(?<value>[^"]*)".*job_name="(?<text>[^"]*)"/',
     )
 
 
 def dashboard(uid: str, title: str, description: str, variables: list[dict[str, Any]], board: Board) -> dict[str, Any]:
     return {
-        "uid": uid, "title": title, "description": description, "tags": ["ingestion-exporter"],
-        "editable": True, "graphTooltip": 1, "schemaVersion": 39, "version": 1, "timezone": "browser",
-        "refresh": "30s", "time": {"from": "now-6h", "to": "now"},
+        "uid": uid,
+        "title": title,
+        "description": description,
+        "tags": ["ingestion-exporter"],
+        "editable": True,
+        "graphTooltip": 1,
+        "schemaVersion": 39,
+        "version": 1,
+        "timezone": "browser",
+        "refresh": "30s",
+        "time": {"from": "now-6h", "to": "now"},
         "annotations": {"list": []},
-        "links": [{
-            "type": "dashboards", "tags": ["ingestion-exporter"], "asDropdown": False, "includeVars": True,
-            "keepTime": True, "title": "Ingestion dashboards",
-        }],
+        "links": [
+            {
+                "type": "dashboards",
+                "tags": ["ingestion-exporter"],
+                "asDropdown": False,
+                "includeVars": True,
+                "keepTime": True,
+                "title": "Ingestion dashboards",
+            }
+        ],
         "templating": {"list": [datasource_variable(), *variables]},
         "panels": board.panels,
     }
 
 
 def state_mappings() -> list[dict[str, Any]]:
-    return [{
-        "type": "value",
-        "options": {
-            str(code): {"text": state, "color": STATE_COLORS[state], "index": code}
-            for code, state in enumerate(STATES)
-        },
-    }]
+    return [
+        {
+            "type": "value",
+            "options": {
+                str(code): {"text": state, "color": STATE_COLORS[state], "index": code}
+                for code, state in enumerate(STATES)
+            },
+        }
+    ]
 
 
 def state_code(family: str, selector: str, by: str) -> str:
     """One series whose value is the index of the current state in STATES, for timelines and stats."""
     # max, not sum: two exporter replicas scraped side by side must not add their codes up.
-    return "\n+ ".join(f'{code} * max by ({by}) ({family}{{{selector}, state="{state}"}})'
-                       for code, state in enumerate(STATES) if code) + "\n"
+    return (
+        "\n+ ".join(
+            f'{code} * max by ({by}) ({family}{{{selector}, state="{state}"}})'
+            for code, state in enumerate(STATES)
+            if code
+        )
+        + "\n"
+    )
 
 
 def platform_target_variables(multi: bool) -> list[dict[str, Any]]:
     return [
         query_variable("platform", "Platform", "label_values(ingestion_scrape_success, platform)", multi),
-        query_variable("target", "Target", 'label_values(ingestion_scrape_success{platform=~"$platform"}, target)',
-                       multi),
+        query_variable(
+            "target", "Target", 'label_values(ingestion_scrape_success{platform=~"$platform"}, target)', multi
+        ),
     ]
 
 
 def overview() -> dict[str, Any]:
     b = Board()
-    b.add("stat", "Jobs per platform", "Jobs the exporter watches on each selected platform.",
-          [target(f"count by (platform) (max by (platform, target, job_id) (ingestion_job_state{{{JOB_SEL}}}))",
-                  "{{platform}}")],
-          w=4, h=6, options={"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "none",
-                             "textMode": "value_and_name", "orientation": "horizontal"})
-    b.add("bargauge", "Jobs per state", "How many jobs are in each normalized state now.",
-          [target(f"sum by (state) (ingestion_job_state{{{JOB_SEL}}})", "{{state}}", instant=True)],
-          w=12, h=6, options={"orientation": "vertical", "displayMode": "basic",
-                              "reduceOptions": {"calcs": ["lastNotNull"]}},
-          overrides=[{"matcher": {"id": "byName", "options": state},
-                      "properties": [{"id": "color", "value": {"mode": "fixed", "fixedColor": color}}]}
-                     for state, color in STATE_COLORS.items()])
-    b.add("table", "Targets the exporter cannot read",
-          "Each target with the worst scrape result of the last 15 minutes: 'cannot read' means at least one "
-          "upstream call failed; the exporter health dashboard shows why.",
-          [target(f"min_over_time(ingestion_scrape_success{{{SEL}}}[15m])", instant=True, table=True)],
-          w=8, h=6, mappings=[{"type": "value", "options": {
-              "0": {"text": "cannot read", "color": "red", "index": 0},
-              "1": {"text": "ok", "color": "green", "index": 1}}}],
-          options={"sortBy": [{"displayName": "Value", "desc": False}]},
-          overrides=[{"matcher": {"id": "byName", "options": "Value"}, "properties": [
-              {"id": "displayName", "value": "Status"},
-              {"id": "custom.cellOptions", "value": {"type": "color-background"}}]}],
-          transformations=[{"id": "organize", "options": {
-              "excludeByName": {"Time": True, "__name__": True, "job": True, "instance": True}}}])
-    b.add("timeseries", "Jobs per state over time", "Stacked count of jobs in each normalized state.",
-          [target(f"sum by (state) (ingestion_job_state{{{JOB_SEL}}})", "{{state}}")],
-          w=24, h=7, options={"legend": {"displayMode": "list", "placement": "right"}},
-          overrides=[{"matcher": {"id": "byName", "options": state},
-                      "properties": [{"id": "color", "value": {"mode": "fixed", "fixedColor": color}}]}
-                     for state, color in STATE_COLORS.items()])
-    b.add("table", "Jobs", "Every job with its current normalized state and since when it has been in it "
-          "(never earlier than the oldest data Prometheus holds). Click a row to open the job's detail.",
-          [target(f"{STATE_SINCE}{{{JOB_SEL}}} * 1000", instant=True, table=True)],
-          w=24, h=10, unit="dateTimeAsIso",
-          options={"sortBy": [{"displayName": "Since", "desc": True}]},
-          overrides=[
-              {"matcher": {"id": "byName", "options": "Value"},
-               "properties": [{"id": "displayName", "value": "Since"}]},
-              {"matcher": {"id": "byName", "options": "state"}, "properties": [
-                  {"id": "mappings", "value": [{"type": "value", "options": {
-                      state: {"color": color, "index": i} for i, (state, color) in enumerate(STATE_COLORS.items())}}]},
-                  {"id": "custom.cellOptions", "value": {"type": "color-text"}}]},
-          ],
-          transformations=[{"id": "organize", "options": {
-              "excludeByName": {"Time": True, "__name__": True, "job": True, "instance": True},
-              "indexByName": {"platform": 0, "target": 1, "job_name": 2, "job_id": 3, "state": 4, "Value": 5}}}],
-          links=[{"title": "Job detail", "url": "/d/ingestion-job/ingestion-job-detail?var-datasource=${datasource}"
-                  "&var-platform=${__data.fields.platform}&var-target=${__data.fields.target}"
-                  "&var-job=${__data.fields.job_id}&${__url_time_range}"}])
-    b.add("timeseries", "Records per second", "Records each job reads, from whatever counter its platform gives "
-          "(recording rule ingestion:job_records:rate5m).",
-          [target(f"{RECORDS_RATE}{{{JOB_SEL}}}", "{{platform}} {{target}} {{job_name}}")], unit="short")
-    b.add("timeseries", "Bytes per second", "Bytes each job reads where its platform counts bytes "
-          "(recording rule ingestion:job_bytes:rate5m).",
-          [target(f"{BYTES_RATE}{{{JOB_SEL}}}", "{{platform}} {{target}} {{job_name}}")], unit="Bps")
-    b.add("timeseries", "Corrupted records per second", "Dirty records per stream, where the platform counts them.",
-          [target(f"sum by (platform, target, job_name, stream, role) "
-                  f"(rate(ingestion_stream_corrupted_records_total{{{JOB_SEL}}}[$__rate_interval]))",
-                  "{{job_name}} {{role}} {{stream}}")], w=24, unit="short")
-    return dashboard("ingestion-overview", "Ingestion jobs / Overview",
-                     "All ingestion and stream jobs across platforms: states, throughput, readability.",
-                     [*platform_target_variables(multi=True), job_variable(multi=True)], b)
+    b.add(
+        "stat",
+        "Jobs per platform",
+        "Jobs the exporter watches on each selected platform.",
+        [
+            target(
+                f"count by (platform) (max by (platform, target, job_id) (ingestion_job_state{{{JOB_SEL}}}))",
+                "{{platform}}",
+            )
+        ],
+        w=4,
+        h=6,
+        options={
+            "reduceOptions": {"calcs": ["lastNotNull"]},
+            "colorMode": "none",
+            "textMode": "value_and_name",
+            "orientation": "horizontal",
+        },
+    )
+    b.add(
+        "bargauge",
+        "Jobs per state",
+        "How many jobs are in each normalized state now.",
+        [target(f"sum by (state) (ingestion_job_state{{{JOB_SEL}}})", "{{state}}", instant=True)],
+        w=12,
+        h=6,
+        options={"orientation": "vertical", "displayMode": "basic", "reduceOptions": {"calcs": ["lastNotNull"]}},
+        overrides=[
+            {
+                "matcher": {"id": "byName", "options": state},
+                "properties": [{"id": "color", "value": {"mode": "fixed", "fixedColor": color}}],
+            }
+            for state, color in STATE_COLORS.items()
+        ],
+    )
+    b.add(
+        "table",
+        "Targets the exporter cannot read",
+        "Each target with the worst scrape result of the last 15 minutes: 'cannot read' means at least one "
+        "upstream call failed; the exporter health dashboard shows why.",
+        [target(f"min_over_time(ingestion_scrape_success{{{SEL}}}[15m])", instant=True, table=True)],
+        w=8,
+        h=6,
+        mappings=[
+            {
+                "type": "value",
+                "options": {
+                    "0": {"text": "cannot read", "color": "red", "index": 0},
+                    "1": {"text": "ok", "color": "green", "index": 1},
+                },
+            }
+        ],
+        options={"sortBy": [{"displayName": "Value", "desc": False}]},
+        overrides=[
+            {
+                "matcher": {"id": "byName", "options": "Value"},
+                "properties": [
+                    {"id": "displayName", "value": "Status"},
+                    {"id": "custom.cellOptions", "value": {"type": "color-background"}},
+                ],
+            }
+        ],
+        transformations=[
+            {
+                "id": "organize",
+                "options": {"excludeByName": {"Time": True, "__name__": True, "job": True, "instance": True}},
+            }
+        ],
+    )
+    b.add(
+        "timeseries",
+        "Jobs per state over time",
+        "Stacked count of jobs in each normalized state.",
+        [target(f"sum by (state) (ingestion_job_state{{{JOB_SEL}}})", "{{state}}")],
+        w=24,
+        h=7,
+        options={"legend": {"displayMode": "list", "placement": "right"}},
+        overrides=[
+            {
+                "matcher": {"id": "byName", "options": state},
+                "properties": [{"id": "color", "value": {"mode": "fixed", "fixedColor": color}}],
+            }
+            for state, color in STATE_COLORS.items()
+        ],
+    )
+    b.add(
+        "table",
+        "Jobs",
+        "Every job with its current normalized state and since when it has been in it "
+        "(never earlier than the oldest data Prometheus holds). Click a row to open the job's detail.",
+        [target(f"{STATE_SINCE}{{{JOB_SEL}}} * 1000", instant=True, table=True)],
+        w=24,
+        h=10,
+        unit="dateTimeAsIso",
+        options={"sortBy": [{"displayName": "Since", "desc": True}]},
+        overrides=[
+            {"matcher": {"id": "byName", "options": "Value"}, "properties": [{"id": "displayName", "value": "Since"}]},
+            {
+                "matcher": {"id": "byName", "options": "state"},
+                "properties": [
+                    {
+                        "id": "mappings",
+                        "value": [
+                            {
+                                "type": "value",
+                                "options": {
+                                    state: {"color": color, "index": i}
+                                    for i, (state, color) in enumerate(STATE_COLORS.items())
+                                },
+                            }
+                        ],
+                    },
+                    {"id": "custom.cellOptions", "value": {"type": "color-text"}},
+                ],
+            },
+        ],
+        transformations=[
+            {
+                "id": "organize",
+                "options": {
+                    "excludeByName": {"Time": True, "__name__": True, "job": True, "instance": True},
+                    "indexByName": {"platform": 0, "target": 1, "job_name": 2, "job_id": 3, "state": 4, "Value": 5},
+                },
+            }
+        ],
+        links=[
+            {
+                "title": "Job detail",
+                "url": "/d/ingestion-job/ingestion-job-detail?var-datasource=${datasource}"
+                "&var-platform=${__data.fields.platform}&var-target=${__data.fields.target}"
+                "&var-job=${__data.fields.job_id}&${__url_time_range}",
+            }
+        ],
+    )
+    b.add(
+        "timeseries",
+        "Records per second",
+        "Records each job reads, from whatever counter its platform gives "
+        "(recording rule ingestion:job_records:rate5m).",
+        [target(f"{RECORDS_RATE}{{{JOB_SEL}}}", "{{platform}} {{target}} {{job_name}}")],
+        unit="short",
+    )
+    b.add(
+        "timeseries",
+        "Bytes per second",
+        "Bytes each job reads where its platform counts bytes (recording rule ingestion:job_bytes:rate5m).",
+        [target(f"{BYTES_RATE}{{{JOB_SEL}}}", "{{platform}} {{target}} {{job_name}}")],
+        unit="Bps",
+    )
+    b.add(
+        "timeseries",
+        "Corrupted records per second",
+        "Dirty records per stream, where the platform counts them.",
+        [
+            target(
+                f"sum by (platform, target, job_name, stream, role) "
+                f"(rate(ingestion_stream_corrupted_records_total{{{JOB_SEL}}}[$__rate_interval]))",
+                "{{job_name}} {{role}} {{stream}}",
+            )
+        ],
+        w=24,
+        unit="short",
+    )
+    return dashboard(
+        "ingestion-overview",
+        "Ingestion jobs / Overview",
+        "All ingestion and stream jobs across platforms: states, throughput, readability.",
+        [*platform_target_variables(multi=True), job_variable(multi=True)],
+        b,
+    )
 
 
 def job_detail() -> dict[str, Any]:
     b = Board()
-    b.add("stat", "State", "The job's normalized state now.",
-          [target(state_code("ingestion_job_state", ONE_JOB, "job_id"), "state")], w=6, h=5,
-          mappings=state_mappings(), options={"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "background"})
-    b.add("stat", "Vendor state", "The platform's own state value.",
-          [target(f"ingestion_job_vendor_state{{{ONE_JOB}}} == 1", "{{vendor_state}}", instant=True)], w=6, h=5,
-          options={"reduceOptions": {"calcs": ["lastNotNull"]}, "textMode": "name", "colorMode": "none"})
+    b.add(
+        "stat",
+        "State",
+        "The job's normalized state now.",
+        [target(state_code("ingestion_job_state", ONE_JOB, "job_id"), "state")],
+        w=6,
+        h=5,
+        mappings=state_mappings(),
+        options={"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "background"},
+    )
+    b.add(
+        "stat",
+        "Vendor state",
+        "The platform's own state value.",
+        [target(f"ingestion_job_vendor_state{{{ONE_JOB}}} == 1", "{{vendor_state}}", instant=True)],
+        w=6,
+        h=5,
+        options={"reduceOptions": {"calcs": ["lastNotNull"]}, "textMode": "name", "colorMode": "none"},
+    )
     times = [
         ("Run started", "ingestion_job_start_timestamp_seconds"),
         ("Run ended", "ingestion_job_end_timestamp_seconds"),
@@ -450,111 +676,299 @@ def job_detail() -> dict[str, Any]:
         ("Status updated", "ingestion_job_last_update_timestamp_seconds"),
         ("Last success", "ingestion_job_last_success_timestamp_seconds"),
     ]
-    b.add("stat", "Deploy and run times", "When the current run and its deployment started and ended, and when "
-          "the platform last updated the status (absent where the platform does not report them).",
-          [target(f"{family}{{{ONE_JOB}}} * 1000", label, ref=chr(ord("A") + i)) for i, (label, family)
-           in enumerate(times)], w=12, h=5, unit="dateTimeAsIso",
-          options={"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "none", "textMode": "value_and_name"})
-    b.add("state-timeline", "State over time", "The job's normalized state over the selected time range.",
-          [target(state_code("ingestion_job_state", ONE_JOB, "job_id"), "{{job_id}}")], w=24, h=5,
-          mappings=state_mappings(), options={"showValue": "auto", "mergeValues": True})
-    b.add("state-timeline", "Node states", "Each node's (operator's) normalized state, where the platform reports "
-          "nodes.", [target(state_code("ingestion_node_state", ONE_JOB, "node"), "{{node}}")], w=12, h=8,
-          mappings=state_mappings(), options={"showValue": "auto", "mergeValues": True})
-    b.add("nodeGraph", "Topology", "The job's sources and targets and the data paths between them, where the "
-          "platform describes them (Informatica).",
-          [target(f'label_replace(label_replace(ingestion_node_info{{{ONE_JOB}}}, "id", "$1", "node", "(.*)"), '
-                  f'"title", "$1", "node", "(.*)")', ref="nodes", instant=True, table=True),
-           target('label_replace(label_replace(label_join(ingestion_job_edge_info{' + ONE_JOB + '}, "id", "->", '
-                  '"from_node", "to_node"), "source", "$1", "from_node", "(.*)"), "target", "$1", "to_node", "(.*)")',
-                  ref="edges", instant=True, table=True)],
-          w=12, h=8, transformations=[{"id": "organize", "options": {"renameByName": {"role": "subtitle"}}}])
-    b.add("table", "Nodes", "Each node (operator) of the job with its normalized state and the platform's own "
-          "value where it reports one.",
-          [target(f"ingestion_node_state{{{ONE_JOB}}} == 1", ref="A", instant=True, table=True),
-           target(f"ingestion_node_vendor_state{{{ONE_JOB}}}", ref="B", instant=True, table=True),
-           target(f"ingestion_node_info{{{ONE_JOB}}}", ref="C", instant=True, table=True)],
-          w=12, h=8, transformations=[
-              {"id": "merge", "options": {}},
-              {"id": "organize", "options": {"excludeByName": {
-                  "Time": True, "__name__": True, "job": True, "instance": True, "platform": True, "target": True,
-                  "job_id": True, "job_name": True, "Value #A": True, "Value #B": True, "Value #C": True}}}])
-    b.add("timeseries", "Node records per second", "Records per second each node reads and writes, and the speed "
-          "the platform reports for it.",
-          [target(f"rate(ingestion_node_read_records_total{{{ONE_JOB}}}[$__rate_interval])", "{{node}} read", "A"),
-           target(f"rate(ingestion_node_written_records_total{{{ONE_JOB}}}[$__rate_interval])", "{{node}} written",
-                  "B"),
-           target(f"ingestion_node_records_per_second{{{ONE_JOB}}}", "{{node}} reported", "C"),
-           target(f"ingestion_node_buffered_records{{{ONE_JOB}}}", "{{node}} buffered", "D")],
-          w=12, h=8, unit="short")
-    b.add("timeseries", "Read and write rates", "Records per second the job reads and writes: the platform's "
-          "own rates where it reports them, else the rate of its record counters.",
-          [target(f"ingestion_job_read_records_per_second{{{ONE_JOB}}}", "read (reported)", "A"),
-           target(f"ingestion_job_write_records_per_second{{{ONE_JOB}}}", "write (reported)", "B"),
-           target(f"rate(ingestion_job_read_records_total{{{ONE_JOB}}}[$__rate_interval])", "read", "C"),
-           target(f"rate(ingestion_job_written_records_total{{{ONE_JOB}}}[$__rate_interval])", "written", "D"),
-           target(f"rate(ingestion_job_records_total{{{ONE_JOB}}}[$__rate_interval])", "processed", "E")],
-          unit="short")
-    b.add("timeseries", "Bytes per second", "Bytes per second the job reads and writes, where the platform "
-          "counts bytes.",
-          [target(f"rate(ingestion_job_read_bytes_total{{{ONE_JOB}}}[$__rate_interval])", "read", "A"),
-           target(f"rate(ingestion_job_written_bytes_total{{{ONE_JOB}}}[$__rate_interval])", "written", "B")],
-          unit="Bps")
-    b.add("timeseries", "Stream records per second", "Records per second through each source and sink stream.",
-          [target(f"sum by (stream, role) (rate(ingestion_stream_records_total{{{ONE_JOB}}}[$__rate_interval]))",
-                  "{{role}} {{stream}}")], unit="short")
-    b.add("timeseries", "Stream corrupted records per second", "Dirty records per second on each stream.",
-          [target(f"sum by (stream, role) "
-                  f"(rate(ingestion_stream_corrupted_records_total{{{ONE_JOB}}}[$__rate_interval]))",
-                  "{{role}} {{stream}}")], unit="short")
-    b.add("timeseries", "Node bytes per second", "Bytes per second each node reads and writes.",
-          [target(f"rate(ingestion_node_read_bytes_total{{{ONE_JOB}}}[$__rate_interval])", "{{node}} read", "A"),
-           target(f"rate(ingestion_node_written_bytes_total{{{ONE_JOB}}}[$__rate_interval])", "{{node}} written",
-                  "B")], unit="Bps")
-    b.add("timeseries", "Errors and aborts", "Error messages the job's run reports, and whether an abort was "
-          "requested (Siren).",
-          [target(f"ingestion_job_error_messages{{{ONE_JOB}}}", "error messages", "A"),
-           target(f"ingestion_job_aborting{{{ONE_JOB}}}", "aborting", "B")], unit="short")
-    b.add("table", "Job details", "Descriptive labels of the job and its current run.",
-          [target(f"ingestion_job_info{{{ONE_JOB}}}", instant=True, table=True)], w=24, h=5,
-          transformations=[{"id": "organize", "options": {
-              "excludeByName": {"Time": True, "Value": True, "__name__": True, "job": True, "instance": True}}}])
-    return dashboard("ingestion-job", "Ingestion jobs / Job detail",
-                     "One job: state over time, nodes, topology, throughput, deploy and run times.",
-                     [*platform_target_variables(multi=False), job_variable(multi=False)], b)
+    b.add(
+        "stat",
+        "Deploy and run times",
+        "When the current run and its deployment started and ended, and when "
+        "the platform last updated the status (absent where the platform does not report them).",
+        [
+            target(f"{family}{{{ONE_JOB}}} * 1000", label, ref=chr(ord("A") + i))
+            for i, (label, family) in enumerate(times)
+        ],
+        w=12,
+        h=5,
+        unit="dateTimeAsIso",
+        options={"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "none", "textMode": "value_and_name"},
+    )
+    b.add(
+        "state-timeline",
+        "State over time",
+        "The job's normalized state over the selected time range.",
+        [target(state_code("ingestion_job_state", ONE_JOB, "job_id"), "{{job_id}}")],
+        w=24,
+        h=5,
+        mappings=state_mappings(),
+        options={"showValue": "auto", "mergeValues": True},
+    )
+    b.add(
+        "state-timeline",
+        "Node states",
+        "Each node's (operator's) normalized state, where the platform reports nodes.",
+        [target(state_code("ingestion_node_state", ONE_JOB, "node"), "{{node}}")],
+        w=12,
+        h=8,
+        mappings=state_mappings(),
+        options={"showValue": "auto", "mergeValues": True},
+    )
+    b.add(
+        "nodeGraph",
+        "Topology",
+        "The job's sources and targets and the data paths between them, where the "
+        "platform describes them (Informatica).",
+        [
+            target(
+                f'label_replace(label_replace(ingestion_node_info{{{ONE_JOB}}}, "id", "$1", "node", "(.*)"), '
+                f'"title", "$1", "node", "(.*)")',
+                ref="nodes",
+                instant=True,
+                table=True,
+            ),
+            target(
+                "label_replace(label_replace(label_join(ingestion_job_edge_info{" + ONE_JOB + '}, "id", "->", '
+                '"from_node", "to_node"), "source", "$1", "from_node", "(.*)"), "target", "$1", "to_node", "(.*)")',
+                ref="edges",
+                instant=True,
+                table=True,
+            ),
+        ],
+        w=12,
+        h=8,
+        transformations=[{"id": "organize", "options": {"renameByName": {"role": "subtitle"}}}],
+    )
+    b.add(
+        "table",
+        "Nodes",
+        "Each node (operator) of the job with its normalized state and the platform's own value where it reports one.",
+        [
+            target(f"ingestion_node_state{{{ONE_JOB}}} == 1", ref="A", instant=True, table=True),
+            target(f"ingestion_node_vendor_state{{{ONE_JOB}}}", ref="B", instant=True, table=True),
+            target(f"ingestion_node_info{{{ONE_JOB}}}", ref="C", instant=True, table=True),
+        ],
+        w=12,
+        h=8,
+        transformations=[
+            {"id": "merge", "options": {}},
+            {
+                "id": "organize",
+                "options": {
+                    "excludeByName": {
+                        "Time": True,
+                        "__name__": True,
+                        "job": True,
+                        "instance": True,
+                        "platform": True,
+                        "target": True,
+                        "job_id": True,
+                        "job_name": True,
+                        "Value #A": True,
+                        "Value #B": True,
+                        "Value #C": True,
+                    }
+                },
+            },
+        ],
+    )
+    b.add(
+        "timeseries",
+        "Node records per second",
+        "Records per second each node reads and writes, and the speed the platform reports for it.",
+        [
+            target(f"rate(ingestion_node_read_records_total{{{ONE_JOB}}}[$__rate_interval])", "{{node}} read", "A"),
+            target(
+                f"rate(ingestion_node_written_records_total{{{ONE_JOB}}}[$__rate_interval])", "{{node}} written", "B"
+            ),
+            target(f"ingestion_node_records_per_second{{{ONE_JOB}}}", "{{node}} reported", "C"),
+            target(f"ingestion_node_buffered_records{{{ONE_JOB}}}", "{{node}} buffered", "D"),
+        ],
+        w=12,
+        h=8,
+        unit="short",
+    )
+    b.add(
+        "timeseries",
+        "Read and write rates",
+        "Records per second the job reads and writes: the platform's "
+        "own rates where it reports them, else the rate of its record counters.",
+        [
+            target(f"ingestion_job_read_records_per_second{{{ONE_JOB}}}", "read (reported)", "A"),
+            target(f"ingestion_job_write_records_per_second{{{ONE_JOB}}}", "write (reported)", "B"),
+            target(f"rate(ingestion_job_read_records_total{{{ONE_JOB}}}[$__rate_interval])", "read", "C"),
+            target(f"rate(ingestion_job_written_records_total{{{ONE_JOB}}}[$__rate_interval])", "written", "D"),
+            target(f"rate(ingestion_job_records_total{{{ONE_JOB}}}[$__rate_interval])", "processed", "E"),
+        ],
+        unit="short",
+    )
+    b.add(
+        "timeseries",
+        "Bytes per second",
+        "Bytes per second the job reads and writes, where the platform counts bytes.",
+        [
+            target(f"rate(ingestion_job_read_bytes_total{{{ONE_JOB}}}[$__rate_interval])", "read", "A"),
+            target(f"rate(ingestion_job_written_bytes_total{{{ONE_JOB}}}[$__rate_interval])", "written", "B"),
+        ],
+        unit="Bps",
+    )
+    b.add(
+        "timeseries",
+        "Stream records per second",
+        "Records per second through each source and sink stream.",
+        [
+            target(
+                f"sum by (stream, role) (rate(ingestion_stream_records_total{{{ONE_JOB}}}[$__rate_interval]))",
+                "{{role}} {{stream}}",
+            )
+        ],
+        unit="short",
+    )
+    b.add(
+        "timeseries",
+        "Stream corrupted records per second",
+        "Dirty records per second on each stream.",
+        [
+            target(
+                f"sum by (stream, role) "
+                f"(rate(ingestion_stream_corrupted_records_total{{{ONE_JOB}}}[$__rate_interval]))",
+                "{{role}} {{stream}}",
+            )
+        ],
+        unit="short",
+    )
+    b.add(
+        "timeseries",
+        "Node bytes per second",
+        "Bytes per second each node reads and writes.",
+        [
+            target(f"rate(ingestion_node_read_bytes_total{{{ONE_JOB}}}[$__rate_interval])", "{{node}} read", "A"),
+            target(f"rate(ingestion_node_written_bytes_total{{{ONE_JOB}}}[$__rate_interval])", "{{node}} written", "B"),
+        ],
+        unit="Bps",
+    )
+    b.add(
+        "timeseries",
+        "Errors and aborts",
+        "Error messages the job's run reports, and whether an abort was requested (Siren).",
+        [
+            target(f"ingestion_job_error_messages{{{ONE_JOB}}}", "error messages", "A"),
+            target(f"ingestion_job_aborting{{{ONE_JOB}}}", "aborting", "B"),
+        ],
+        unit="short",
+    )
+    b.add(
+        "table",
+        "Job details",
+        "Descriptive labels of the job and its current run.",
+        [target(f"ingestion_job_info{{{ONE_JOB}}}", instant=True, table=True)],
+        w=24,
+        h=5,
+        transformations=[
+            {
+                "id": "organize",
+                "options": {
+                    "excludeByName": {"Time": True, "Value": True, "__name__": True, "job": True, "instance": True}
+                },
+            }
+        ],
+    )
+    return dashboard(
+        "ingestion-job",
+        "Ingestion jobs / Job detail",
+        "One job: state over time, nodes, topology, throughput, deploy and run times.",
+        [*platform_target_variables(multi=False), job_variable(multi=False)],
+        b,
+    )
 
 
 def exporter_health() -> dict[str, Any]:
     b = Board()
-    b.add("state-timeline", "Scrape success per target", "Whether every upstream call for the target succeeded.",
-          [target(f"ingestion_scrape_success{{{SEL}}}", "{{platform}} {{target}}")], w=24, h=6,
-          mappings=[{"type": "value", "options": {"0": {"text": "failing", "color": "red", "index": 0},
-                                                  "1": {"text": "ok", "color": "green", "index": 1}}}],
-          options={"showValue": "never", "mergeValues": True})
-    b.add("timeseries", "Scrape duration per target", "Wall time each target's collection took.",
-          [target(f"ingestion_scrape_duration_seconds{{{SEL}}}", "{{platform}} {{target}}")], unit="s")
-    b.add("timeseries", "Jobs discovered", "Jobs the exporter knows per target.",
-          [target(f"ingestion_jobs_discovered{{{SEL}}}", "{{platform}} {{target}}")], unit="short")
-    b.add("timeseries", "Upstream requests per second", "Upstream HTTP requests by endpoint and outcome.",
-          [target(f"sum by (platform, target, endpoint, outcome) "
-                  f"(rate(ingestion_upstream_requests_total{{{SEL}}}[$__rate_interval]))",
-                  "{{target}} {{endpoint}} {{outcome}}")], unit="reqps")
-    b.add("timeseries", "Upstream latency (p50, p95)", "Quantiles of upstream request latency per endpoint.",
-          [target(f"histogram_quantile({q}, sum by (le, platform, target, endpoint) "
-                  f"(rate(ingestion_upstream_request_duration_seconds_bucket{{{SEL}}}[$__rate_interval])))",
-                  f"p{int(q * 100)} {{{{target}}}} {{{{endpoint}}}}", ref) for ref, q in (("A", 0.5), ("B", 0.95))],
-          unit="s")
-    b.add("timeseries", "Errors per second by reason", "Upstream errors met while collecting, by classified reason "
-          "(auth, timeout, connection, http_status, rate_limited, invalid_response).",
-          [target(f"sum by (platform, target, reason) (rate(ingestion_scrape_errors_total{{{SEL}}}[$__rate_interval]))",
-                  "{{target}} {{reason}}")], unit="short")
-    b.add("table", "Exporter builds", "Version of each exporter instance Prometheus scrapes.",
-          [target("ingestion_exporter_build_info", instant=True, table=True)],
-          transformations=[{"id": "organize", "options": {"excludeByName": {"Time": True, "Value": True,
-                                                                            "__name__": True}}}])
-    return dashboard("ingestion-exporter-health", "Ingestion jobs / Exporter health",
-                     "Is the exporter reading every target: scrape results, upstream calls, latency and errors.",
-                     platform_target_variables(multi=True), b)
+    b.add(
+        "state-timeline",
+        "Scrape success per target",
+        "Whether every upstream call for the target succeeded.",
+        [target(f"ingestion_scrape_success{{{SEL}}}", "{{platform}} {{target}}")],
+        w=24,
+        h=6,
+        mappings=[
+            {
+                "type": "value",
+                "options": {
+                    "0": {"text": "failing", "color": "red", "index": 0},
+                    "1": {"text": "ok", "color": "green", "index": 1},
+                },
+            }
+        ],
+        options={"showValue": "never", "mergeValues": True},
+    )
+    b.add(
+        "timeseries",
+        "Scrape duration per target",
+        "Wall time each target's collection took.",
+        [target(f"ingestion_scrape_duration_seconds{{{SEL}}}", "{{platform}} {{target}}")],
+        unit="s",
+    )
+    b.add(
+        "timeseries",
+        "Jobs discovered",
+        "Jobs the exporter knows per target.",
+        [target(f"ingestion_jobs_discovered{{{SEL}}}", "{{platform}} {{target}}")],
+        unit="short",
+    )
+    b.add(
+        "timeseries",
+        "Upstream requests per second",
+        "Upstream HTTP requests by endpoint and outcome.",
+        [
+            target(
+                f"sum by (platform, target, endpoint, outcome) "
+                f"(rate(ingestion_upstream_requests_total{{{SEL}}}[$__rate_interval]))",
+                "{{target}} {{endpoint}} {{outcome}}",
+            )
+        ],
+        unit="reqps",
+    )
+    b.add(
+        "timeseries",
+        "Upstream latency (p50, p95)",
+        "Quantiles of upstream request latency per endpoint.",
+        [
+            target(
+                f"histogram_quantile({q}, sum by (le, platform, target, endpoint) "
+                f"(rate(ingestion_upstream_request_duration_seconds_bucket{{{SEL}}}[$__rate_interval])))",
+                f"p{int(q * 100)} {{{{target}}}} {{{{endpoint}}}}",
+                ref,
+            )
+            for ref, q in (("A", 0.5), ("B", 0.95))
+        ],
+        unit="s",
+    )
+    b.add(
+        "timeseries",
+        "Errors per second by reason",
+        "Upstream errors met while collecting, by classified reason "
+        "(auth, timeout, connection, http_status, rate_limited, invalid_response).",
+        [
+            target(
+                f"sum by (platform, target, reason) (rate(ingestion_scrape_errors_total{{{SEL}}}[$__rate_interval]))",
+                "{{target}} {{reason}}",
+            )
+        ],
+        unit="short",
+    )
+    b.add(
+        "table",
+        "Exporter builds",
+        "Version of each exporter instance Prometheus scrapes.",
+        [target("ingestion_exporter_build_info", instant=True, table=True)],
+        transformations=[
+            {"id": "organize", "options": {"excludeByName": {"Time": True, "Value": True, "__name__": True}}}
+        ],
+    )
+    return dashboard(
+        "ingestion-exporter-health",
+        "Ingestion jobs / Exporter health",
+        "Is the exporter reading every target: scrape results, upstream calls, latency and errors.",
+        platform_target_variables(multi=True),
+        b,
+    )
 
 
 def dashboards() -> dict[str, dict[str, Any]]:
@@ -580,8 +994,14 @@ def outputs(p: Mapping[str, str], rules_out: Path, dashboards_dir: Path) -> dict
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
-                        help="override a threshold: " + ", ".join(THRESHOLDS))
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a threshold: " + ", ".join(THRESHOLDS),
+    )
     parser.add_argument("--rules-out", type=Path, default=RULES_FILE)
     parser.add_argument("--dashboards-dir", type=Path, default=DASHBOARDS_DIR)
     parser.add_argument("--check", action="store_true", help="compare instead of writing")

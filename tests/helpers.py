@@ -30,8 +30,12 @@ def make_app(settings: RootSettings) -> ExporterApp:
 
 def get(app: ExporterApp, path: str, query: str = "", headers: dict[str, str] | None = None) -> tuple[str, str]:
     """Call the WSGI app in-process: (status line, body text)."""
-    environ: dict[str, Any] = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": query,
-                               "wsgi.input": io.BytesIO()}
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "wsgi.input": io.BytesIO(),
+    }
     environ.update(headers or {})
     seen: list[str] = []
     body = b"".join(app(environ, lambda status, _headers: seen.append(status)))
@@ -57,8 +61,9 @@ def value(samples: Samples, name: str, **labels: str) -> float | None:
 
 
 def current_state(samples: Samples, name: str = "ingestion_job_state", **labels: str) -> str | None:
-    states = [dict(ls)["state"] for (n, ls), v in samples.items()
-              if n == name and v == 1.0 and set(labels.items()) <= ls]
+    states = [
+        dict(ls)["state"] for (n, ls), v in samples.items() if n == name and v == 1.0 and set(labels.items()) <= ls
+    ]
     assert len(states) <= 1, states
     return states[0] if states else None
 

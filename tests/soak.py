@@ -45,9 +45,20 @@ GRACE = 0.8  # the runner's grace, the exposition, a loaded CI machine
 QUIET_SECONDS = 1.2  # longer than every back-off the soak provokes (Retry-After 1, AK/SK cool-down 1)
 OVERSIZED_BYTES = 17 * 1024 * 1024
 KINDS: dict[str, int] = {  # fault kind -> weight
-    "error": 4, "html_error": 2, "rate_limit": 2, "malformed": 3, "empty": 2, "wrong_types": 3,
-    "missing_fields": 3, "unknown_state": 2, "oversized": 1, "auth": 2, "session_expired": 3, "refuse": 2,
-    "latency": 3, "hang": 1,
+    "error": 4,
+    "html_error": 2,
+    "rate_limit": 2,
+    "malformed": 3,
+    "empty": 2,
+    "wrong_types": 3,
+    "missing_fields": 3,
+    "unknown_state": 2,
+    "oversized": 1,
+    "auth": 2,
+    "session_expired": 3,
+    "refuse": 2,
+    "latency": 3,
+    "hang": 1,
 }
 
 
@@ -86,16 +97,19 @@ class Report:
     def text(self) -> str:
         assert self.start and self.end
         kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(self.faults.items()))
-        return "\n".join([
-            f"scrapes {self.scrapes} in {self.seconds:.1f}s (slowest {self.slowest:.2f}s, budget {BUDGET}s), "
-            f"{self.failed_scrapes} with a target failing",
-            f"faults injected {sum(self.faults.values())}: {kinds}",
-            f"RSS start {self.start.rss_kib / 1024:.1f} MiB, end {self.end.rss_kib / 1024:.1f} MiB, "
-            f"growth {self.rss_growth_percent:+.2f} %",
-            f"threads start {self.start.threads}, end {self.end.threads}",
-            f"open fds start {self.start.fds}, end {self.end.fds}",
-            f"collections overrun {self.overruns}, stuck in flight {self.stuck}, tracebacks logged {self.tracebacks}",
-        ])
+        return "\n".join(
+            [
+                f"scrapes {self.scrapes} in {self.seconds:.1f}s (slowest {self.slowest:.2f}s, budget {BUDGET}s), "
+                f"{self.failed_scrapes} with a target failing",
+                f"faults injected {sum(self.faults.values())}: {kinds}",
+                f"RSS start {self.start.rss_kib / 1024:.1f} MiB, end {self.end.rss_kib / 1024:.1f} MiB, "
+                f"growth {self.rss_growth_percent:+.2f} %",
+                f"threads start {self.start.threads}, end {self.end.threads}",
+                f"open fds start {self.start.fds}, end {self.end.fds}",
+                f"collections overrun {self.overruns}, stuck in flight {self.stuck}, "
+                f"tracebacks logged {self.tracebacks}",
+            ]
+        )
 
     def problems(self) -> list[str]:
         assert self.start and self.end
@@ -140,9 +154,23 @@ def simulator(seed: int) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]
     with tempfile.TemporaryDirectory() as directory:
         secrets = Path(directory) / "credentials.json"
         child = subprocess.Popen(
-            [sys.executable, "-m", "exporter.simulator", "--listen", "127.0.0.1:0", "--jobs", "4",
-             "--transition-seconds", "5", "--random-seed", str(seed), "--credentials-out", str(secrets)],
-            stdout=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "exporter.simulator",
+                "--listen",
+                "127.0.0.1:0",
+                "--jobs",
+                "4",
+                "--transition-seconds",
+                "5",
+                "--random-seed",
+                str(seed),
+                "--credentials-out",
+                str(secrets),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
         )
         try:
             assert child.stdout is not None
@@ -173,8 +201,11 @@ def exporter_for(url: str, credentials: dict[str, Any], jobs: dict[str, Any]) ->
 def random_fault(rng: random.Random) -> dict[str, Any]:
     kind = rng.choices(list(KINDS), weights=list(KINDS.values()))[0]
     rule: dict[str, Any] = {
-        "kind": kind, "platform": rng.choice([*COLLECTORS, "*"]), "endpoint": "*",
-        "rate": rng.choice([0.2, 0.5, 1.0]), "count": rng.choice([1, 3, 10, None]),
+        "kind": kind,
+        "platform": rng.choice([*COLLECTORS, "*"]),
+        "endpoint": "*",
+        "rate": rng.choice([0.2, 0.5, 1.0]),
+        "count": rng.choice([1, 3, 10, None]),
     }
     if kind == "hang":
         rule.update(seconds=BUDGET + 0.5, count=1)
@@ -207,8 +238,9 @@ def run(scrapes: int, seed: int = 1, echo: bool = True) -> Report:
                 raise AssertionError(f"scrape {report.scrapes}: {status}")
             report.slowest = max(report.slowest, took)
             report.scrapes += 1
-            success = [line.rsplit(" ", 1)[-1] for line in body.splitlines()
-                       if line.startswith("ingestion_scrape_success{")]  # parsing all samples would dominate
+            success = [
+                line.rsplit(" ", 1)[-1] for line in body.splitlines() if line.startswith("ingestion_scrape_success{")
+            ]  # parsing all samples would dominate
             if len(success) != len(app.collector.runners):
                 raise AssertionError(f"scrape {report.scrapes}: {len(success)} ingestion_scrape_success samples")
             if any(float(v) == 0.0 for v in success):
@@ -239,8 +271,11 @@ def run(scrapes: int, seed: int = 1, echo: bool = True) -> Report:
             scrape()
             if echo and (index + 1) % 250 == 0:
                 now = Figures.now()
-                print(f"... {index + 1} scrapes, RSS {now.rss_kib / 1024:.1f} MiB, threads {now.threads}, "
-                      f"fds {now.fds}", file=sys.stderr, flush=True)
+                print(
+                    f"... {index + 1} scrapes, RSS {now.rss_kib / 1024:.1f} MiB, threads {now.threads}, fds {now.fds}",
+                    file=sys.stderr,
+                    flush=True,
+                )
         report.end = quiet()
         report.stuck += sum(1 for runner in app.collector.runners.values() if runner._in_flight is not None)
         app.collector.close()

@@ -29,14 +29,27 @@ def test_quick_benchmark_runs_and_reports_floors_and_ratios(tmp_path: Path) -> N
     report_file = tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.run", "--quick", "--json", str(report_file)],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "net floor" in done.stdout and "x floor" in done.stdout
     report = json.loads(report_file.read_text())
     [result] = report["results"]
-    for key in ("wall_median_s", "wall_p95_s", "floor_network_s", "floor_exposition_s", "floor_cpu_s",
-                "ratio_wall", "ratio_cpu", "ratio_requests", "cpu_per_scrape_s", "peak_rss_mib"):
+    for key in (
+        "wall_median_s",
+        "wall_p95_s",
+        "floor_network_s",
+        "floor_exposition_s",
+        "floor_cpu_s",
+        "ratio_wall",
+        "ratio_cpu",
+        "ratio_requests",
+        "cpu_per_scrape_s",
+        "peak_rss_mib",
+    ):
         assert math.isfinite(result[key]) and result[key] > 0, key
     assert result["series"] > 0 and result["exposition_bytes"] > 0
     assert set(result["requests_per_scrape_by_platform"]) == {"informatica", "dataarts", "cloudstream", "siren"}

@@ -93,8 +93,9 @@ class _Stuck(TargetCollector):
         return [JobRef("j", "job")]
 
     @classmethod
-    def demo_target(cls, name: str, url: str, credentials: dict[str, str],
-                    jobs: list[dict[str, str]]) -> tuple[dict[str, Any], dict[str, str]]:
+    def demo_target(
+        cls, name: str, url: str, credentials: dict[str, str], jobs: list[dict[str, str]]
+    ) -> tuple[dict[str, Any], dict[str, str]]:
         raise NotImplementedError
 
 
@@ -103,16 +104,25 @@ def test_stuck_targets_overrun_together_not_one_after_another() -> None:
     runners = []
     for name in ("a", "b", "c"):
         settings = TargetSettings(name=name)
-        runners.append(TargetRunner(_Stuck(settings, Upstream("test", settings, telemetry)),
-                                    ErrorTracker("test", name, telemetry), budget_seconds=1.0, min_interval=0))
+        runners.append(
+            TargetRunner(
+                _Stuck(settings, Upstream("test", settings, telemetry)),
+                ErrorTracker("test", name, telemetry),
+                budget_seconds=1.0,
+                min_interval=0,
+            )
+        )
     collector = ExporterCollector(runners, [])
     started = time.monotonic()
     families = collector.collect_targets(runners)
     elapsed = time.monotonic() - started
     assert elapsed < 1.0 + 0.6, elapsed
-    success = {s.labels["target"]: s.value for f in families for s in f.samples
-               if s.name == "ingestion_scrape_success"}
+    success = {s.labels["target"]: s.value for f in families for s in f.samples if s.name == "ingestion_scrape_success"}
     assert success == {"a": 0.0, "b": 0.0, "c": 0.0}
-    unknown = {s.labels["target"] for f in families for s in f.samples
-               if s.name == "ingestion_job_state" and s.labels["state"] == "unknown" and s.value == 1}
+    unknown = {
+        s.labels["target"]
+        for f in families
+        for s in f.samples
+        if s.name == "ingestion_job_state" and s.labels["state"] == "unknown" and s.value == 1
+    }
     assert unknown == {"a", "b", "c"}

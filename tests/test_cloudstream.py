@@ -34,21 +34,37 @@ def _secret(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def target(**overrides: Any) -> dict[str, Any]:
     document: dict[str, Any] = {
-        "name": "cs", "platform": "cloudstream", "endpoint": CS, "project_id": PROJECT,
-        "auth": {"type": "aksk", "access_key_id": AK}, "jobs": [0],
+        "name": "cs",
+        "platform": "cloudstream",
+        "endpoint": CS,
+        "project_id": PROJECT,
+        "auth": {"type": "aksk", "access_key_id": AK},
+        "jobs": [0],
     }
     document.update(overrides)
     return document
 
 
 def cs_list(jobs: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"message_id": "CS.10001", "message": "", "current_time": 1700000000000,
-            "payload": {"total": len(jobs), "jobs": jobs}}
+    return {
+        "message_id": "CS.10001",
+        "message": "",
+        "current_time": 1700000000000,
+        "payload": {"total": len(jobs), "jobs": jobs},
+    }
 
 
 def listed(job_id: int, name: str, status: str = "job_running", **extra: Any) -> dict[str, Any]:
-    return {"job_id": job_id, "name": name, "job_type": "flink_sql_job", "status": status,
-            "status_desc": "", "create_time": 1699990000000, "start_time": 1700000000000, **extra}
+    return {
+        "job_id": job_id,
+        "name": name,
+        "job_type": "flink_sql_job",
+        "status": status,
+        "status_desc": "",
+        "create_time": 1699990000000,
+        "start_time": 1700000000000,
+        **extra,
+    }
 
 
 def probe(app: Any) -> str:
@@ -143,10 +159,23 @@ def cursor_list(jobs: list[dict[str, Any]]) -> Any:
 
 def metrics_answer(request: Any, context: Any) -> dict[str, Any]:
     ids = request.json()["job_ids"]
-    return {"message_id": "CS.10001", "payload": {"jobs": [
-        {"job_id": i, "metrics": {"sources": [{"name": "in", "records": i * 10, "corrupted_records": 1}],
-                                  "sinks": [{"name": "out", "records": i * 9, "corrupted_records": 0}],
-                                  "total_read_rate": 5.5, "total_write_rate": 5}} for i in ids]}}
+    return {
+        "message_id": "CS.10001",
+        "payload": {
+            "jobs": [
+                {
+                    "job_id": i,
+                    "metrics": {
+                        "sources": [{"name": "in", "records": i * 10, "corrupted_records": 1}],
+                        "sinks": [{"name": "out", "records": i * 9, "corrupted_records": 0}],
+                        "total_read_rate": 5.5,
+                        "total_write_rate": 5,
+                    },
+                }
+                for i in ids
+            ]
+        },
+    }
 
 
 @pytest.mark.parametrize("batch_size", [1, 7, 50, 120])
@@ -155,13 +184,27 @@ def test_one_metrics_call_per_batch(batch_size: int) -> None:
     with rm.Mocker() as m:
         listing = m.get(re.compile(f"{CS_JOBS}\\?"), json=cursor_list(jobs))
         metrics = m.post(f"{CS_JOBS}/metrics", json=metrics_answer)
-        _, body = get(make_app(make_settings([target(
-            jobs=[], discovery={"enabled": True}, batch_size=batch_size, page_size=50, max_concurrency=8,
-        )])), "/metrics")
+        _, body = get(
+            make_app(
+                make_settings(
+                    [
+                        target(
+                            jobs=[],
+                            discovery={"enabled": True},
+                            batch_size=batch_size,
+                            page_size=50,
+                            max_concurrency=8,
+                        )
+                    ]
+                )
+            ),
+            "/metrics",
+        )
     samples = parse(body)
     assert metrics.call_count == math.ceil(120 / batch_size)
     assert value(samples, "ingestion_upstream_requests_total", endpoint="job_metrics", outcome="200") == (
-        math.ceil(120 / batch_size))
+        math.ceil(120 / batch_size)
+    )
     assert listing.call_count == 3  # 50 + 50 + 20: the announced total is reached
     assert sorted(i for r in metrics.request_history for i in r.json()["job_ids"]) == list(range(1000, 1120))
     assert value(samples, "ingestion_stream_records_total", job_id="1119", stream="in", role="source") == 11190
@@ -200,9 +243,19 @@ def test_list_failure_makes_states_unknown_but_metrics_still_come() -> None:
 
 
 def test_duplicate_stream_names_stay_distinct_series() -> None:
-    document = {"payload": {"jobs": [{"job_id": 0, "metrics": {
-        "sources": [{"name": "kafka", "records": 1}, {"name": "kafka", "records": 2}, {"records": 3}],
-        "sinks": []}}]}}
+    document = {
+        "payload": {
+            "jobs": [
+                {
+                    "job_id": 0,
+                    "metrics": {
+                        "sources": [{"name": "kafka", "records": 1}, {"name": "kafka", "records": 2}, {"records": 3}],
+                        "sinks": [],
+                    },
+                }
+            ]
+        }
+    }
     with rm.Mocker() as m:
         m.get(re.compile(f"{CS_JOBS}\\?"), json=cs_list([listed(0, "kafka_to_dws")]))
         m.post(f"{CS_JOBS}/metrics", json=document)
@@ -219,7 +272,11 @@ def test_dli_flavour_endpoints_and_offset_paging() -> None:
 
     def dli_list(request: Any, context: Any) -> dict[str, Any]:
         offset, limit = int(request.qs["offset"][0]), int(request.qs["limit"][0])
-        return {"is_success": True, "message": "", "job_list": {"total_count": 5, "jobs": jobs[offset:offset + limit]}}
+        return {
+            "is_success": True,
+            "message": "",
+            "job_list": {"total_count": 5, "jobs": jobs[offset : offset + limit]},
+        }
 
     def dli_metrics(request: Any, context: Any) -> dict[str, Any]:
         return {"is_success": True, "message": "", "metrics": metrics_answer(request, context)["payload"]}
@@ -227,8 +284,11 @@ def test_dli_flavour_endpoints_and_offset_paging() -> None:
     with rm.Mocker() as m:
         listing = m.get(re.compile(f"{DLI_JOBS}\\?"), json=dli_list)
         m.post(f"{DLI_JOBS}/metrics", json=dli_metrics)
-        samples = parse(probe(make_app(make_settings([target(
-            api_flavour="dli", jobs=[], discovery={"enabled": True}, page_size=2)]))))
+        samples = parse(
+            probe(
+                make_app(make_settings([target(api_flavour="dli", jobs=[], discovery={"enabled": True}, page_size=2)]))
+            )
+        )
     assert listing.call_count == 3
     assert current_state(samples, job_id="3", job_name="dli-3") == "succeeded"
     assert current_state(samples, job_id="5") == "running"
@@ -248,16 +308,21 @@ def test_dli_refusal_with_http_200_is_an_error() -> None:
 # --- settings ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    ({"jobs": []}, "jobs: list at least one job id, or enable discovery"),
-    ({"jobs": ["abc"]}, "jobs"),
-    ({"batch_size": 0}, "batch_size"),
-    ({"api_flavour": "flink"}, "api_flavour"),
-    ({"auth": {"type": "aksk"}}, "access_key_id: required with type aksk"),
-    ({"secret_access_key": "inline"}, "secrets are not accepted inline"),
-    ({"auth": {"type": "token", "iam_url": "https://iam.test", "domain": "d", "username": "u"}},
-     "INGESTION_EXPORTER_CS_PASSWORD"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"jobs": []}, "jobs: list at least one job id, or enable discovery"),
+        ({"jobs": ["abc"]}, "jobs"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"api_flavour": "flink"}, "api_flavour"),
+        ({"auth": {"type": "aksk"}}, "access_key_id: required with type aksk"),
+        ({"secret_access_key": "inline"}, "secrets are not accepted inline"),
+        (
+            {"auth": {"type": "token", "iam_url": "https://iam.test", "domain": "d", "username": "u"}},
+            "INGESTION_EXPORTER_CS_PASSWORD",
+        ),
+    ],
+)
 def test_settings_errors_name_the_field(overrides: dict[str, Any], message: str, tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(json.dumps({"targets": [target(**overrides)]}))
@@ -278,16 +343,21 @@ def simulated(jobs: int = 4, seed: bool = False) -> Any:
 def sim_target(sim: Any, monkeypatch: pytest.MonkeyPatch, **overrides: Any) -> dict[str, Any]:
     credentials = sim.credentials["cloudstream"]
     monkeypatch.setenv("INGESTION_EXPORTER_CS_SECRET_ACCESS_KEY", credentials["secret_access_key"])
-    document = target(endpoint=sim.url, project_id=credentials["project_id"],
-                      auth={"type": "aksk", "access_key_id": credentials["access_key_id"]},
-                      jobs=[], discovery={"enabled": True})
+    document = target(
+        endpoint=sim.url,
+        project_id=credentials["project_id"],
+        auth={"type": "aksk", "access_key_id": credentials["access_key_id"]},
+        jobs=[],
+        discovery={"enabled": True},
+    )
     document.update(overrides)
     return document
 
 
 def job_states(samples: dict[Any, float]) -> dict[str, str]:
-    return {dict(ls)["job_id"]: dict(ls)["state"] for (n, ls), v in samples.items()
-            if n == "ingestion_job_state" and v == 1}
+    return {
+        dict(ls)["job_id"]: dict(ls)["state"] for (n, ls), v in samples.items() if n == "ingestion_job_state" and v == 1
+    }
 
 
 @pytest.mark.parametrize("flavour", ["cs", "dli"])
@@ -303,16 +373,16 @@ def test_seed_mode_over_http(flavour: str, monkeypatch: pytest.MonkeyPatch) -> N
 
 
 @pytest.mark.parametrize(("flavour", "endpoint"), [("cs", "job_metrics"), ("dli", "dli_job_metrics")])
-def test_120_jobs_take_one_metrics_call_per_batch(flavour: str, endpoint: str,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_120_jobs_take_one_metrics_call_per_batch(flavour: str, endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
     with simulated(jobs=120) as sim:
         app = make_app(make_settings([sim_target(sim, monkeypatch, api_flavour=flavour, batch_size=25)]))
         _, body = get(app, "/metrics")
         stats = sim.stats()
     samples = parse(body)
     assert stats[("cloudstream", endpoint, "POST")] == math.ceil(120 / 25)
-    assert value(samples, "ingestion_upstream_requests_total", target="cs", endpoint="job_metrics",
-                 outcome="200") == math.ceil(120 / 25)
+    assert value(
+        samples, "ingestion_upstream_requests_total", target="cs", endpoint="job_metrics", outcome="200"
+    ) == math.ceil(120 / 25)
     assert len(job_states(samples)) == 120 and "unknown" not in job_states(samples).values()
     assert len({dict(ls)["job_id"] for (n, ls) in samples if n == "ingestion_stream_records_total"}) == 120
     assert value(samples, "ingestion_scrape_success", target="cs") == 1
@@ -337,12 +407,15 @@ def test_live_jobs_states_and_growing_counters(monkeypatch: pytest.MonkeyPatch) 
     assert value(arrears, "ingestion_job_vendor_state", job_id=running, vendor_state="job_arrearage_stopped") == 1
 
 
-@pytest.mark.parametrize(("fault", "reason"), [
-    ({"kind": "error", "status": 500}, "http_status"),
-    ({"kind": "malformed"}, "invalid_response"),
-    ({"kind": "hang", "seconds": 5}, "timeout"),
-    ({"kind": "rate_limit", "retry_after": 0}, "rate_limited"),
-])
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        ({"kind": "error", "status": 500}, "http_status"),
+        ({"kind": "malformed"}, "invalid_response"),
+        ({"kind": "hang", "seconds": 5}, "timeout"),
+        ({"kind": "rate_limit", "retry_after": 0}, "rate_limited"),
+    ],
+)
 def test_faulty_metrics_batch_and_list(fault: dict[str, Any], reason: str, monkeypatch: pytest.MonkeyPatch) -> None:
     with simulated() as sim:
         app = make_app(make_settings([sim_target(sim, monkeypatch, batch_size=2, budget_seconds=1.5)]))
@@ -363,9 +436,21 @@ def test_faulty_metrics_batch_and_list(fault: dict[str, Any], reason: str, monke
 
 def test_refused_signature_then_recovery_after_the_cool_down(monkeypatch: pytest.MonkeyPatch) -> None:
     with simulated() as sim:
-        app = make_app(make_settings([sim_target(
-            sim, monkeypatch, auth={"type": "aksk", "access_key_id": sim.credentials["cloudstream"]["access_key_id"],
-                                    "aksk_cooldown_seconds": 0})]))
+        app = make_app(
+            make_settings(
+                [
+                    sim_target(
+                        sim,
+                        monkeypatch,
+                        auth={
+                            "type": "aksk",
+                            "access_key_id": sim.credentials["cloudstream"]["access_key_id"],
+                            "aksk_cooldown_seconds": 0,
+                        },
+                    )
+                ]
+            )
+        )
         sim.faults.add({"kind": "auth", "platform": "cloudstream", "endpoint": "list_jobs", "count": 1})
         _, body = get(app, "/metrics")
         assert value(parse(body), "ingestion_scrape_errors_total", target="cs", reason="auth") == 1

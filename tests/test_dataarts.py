@@ -34,9 +34,17 @@ def _password(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def target(**overrides: Any) -> dict[str, Any]:
     document: dict[str, Any] = {
-        "name": "dlf", "platform": "dataarts", "endpoint": DLF, "project_id": PROJECT,
-        "auth": {"type": "token", "iam_url": IAM, "domain": "acct", "username": "monitor",
-                 "project_name": "cn-north-4"},
+        "name": "dlf",
+        "platform": "dataarts",
+        "endpoint": DLF,
+        "project_id": PROJECT,
+        "auth": {
+            "type": "token",
+            "iam_url": IAM,
+            "domain": "acct",
+            "username": "monitor",
+            "project_name": "cn-north-4",
+        },
         "jobs": ["job_sms"],
     }
     document.update(overrides)
@@ -44,8 +52,12 @@ def target(**overrides: Any) -> dict[str, Any]:
 
 
 def mock_iam(m: rm.Mocker) -> Any:
-    return m.post(f"{IAM}/v3/auth/tokens", status_code=201, headers={"X-Subject-Token": TOKEN},
-                  json={"token": {"expires_at": "2099-01-01T00:00:00.000000Z"}})
+    return m.post(
+        f"{IAM}/v3/auth/tokens",
+        status_code=201,
+        headers={"X-Subject-Token": TOKEN},
+        json={"token": {"expires_at": "2099-01-01T00:00:00.000000Z"}},
+    )
 
 
 def mock_status(m: rm.Mocker, name: str, **answer: Any) -> Any:
@@ -63,8 +75,11 @@ def scrape_once(**overrides: Any) -> dict[Any, float]:
 
 
 def node_states(samples: dict[Any, float], **job: str) -> dict[str, str]:
-    return {dict(ls)["node"]: dict(ls)["state"] for (n, ls), v in samples.items()
-            if n == "ingestion_node_state" and v == 1 and set(job.items()) <= ls}
+    return {
+        dict(ls)["node"]: dict(ls)["state"]
+        for (n, ls), v in samples.items()
+        if n == "ingestion_node_state" and v == 1 and set(job.items()) <= ls
+    }
 
 
 # --- the seed example of page 002 --------------------------------------------------------------------------
@@ -105,13 +120,33 @@ def test_seed_matches_golden_exposition() -> None:
 
 
 def test_documented_and_sdk_spellings() -> None:
-    documented = {"name": "a", "status": "EXCEPTION", "startTime": 1700000000000, "endTime": 1700000600000,
-                  "lastUpdateTime": "2023-11-14 22:20:00",
-                  "nodes": [{"name": "n1", "status": "NORMAL", "type": "CS Job", "totalGetRecords": 12,
-                             "totalPutRecords": 10, "totalGetBytes": 1200, "totalPutBytes": 1000,
-                             "bufferRecords": 2, "speed": "3.5", "LastInstanceStatus": "fail"}]}
-    sdk = {"name": "b", "status": "STOPPED", "starttime": "2023-11-14T22:13:20Z",
-           "nodes": [{"name": "n2", "nodeType": "MRS Flink Job", "lastInstanceStatus": "manual-stop"}]}
+    documented = {
+        "name": "a",
+        "status": "EXCEPTION",
+        "startTime": 1700000000000,
+        "endTime": 1700000600000,
+        "lastUpdateTime": "2023-11-14 22:20:00",
+        "nodes": [
+            {
+                "name": "n1",
+                "status": "NORMAL",
+                "type": "CS Job",
+                "totalGetRecords": 12,
+                "totalPutRecords": 10,
+                "totalGetBytes": 1200,
+                "totalPutBytes": 1000,
+                "bufferRecords": 2,
+                "speed": "3.5",
+                "LastInstanceStatus": "fail",
+            }
+        ],
+    }
+    sdk = {
+        "name": "b",
+        "status": "STOPPED",
+        "starttime": "2023-11-14T22:13:20Z",
+        "nodes": [{"name": "n2", "nodeType": "MRS Flink Job", "lastInstanceStatus": "manual-stop"}],
+    }
     with rm.Mocker() as m:
         mock_iam(m)
         mock_status(m, "a", json=documented)
@@ -132,10 +167,16 @@ def test_documented_and_sdk_spellings() -> None:
     assert value(samples, "ingestion_node_read_records_total", node="n2") is None
 
 
-@pytest.mark.parametrize(("vendor", "state"), [
-    ("STARTING", "starting"), ("NORMAL", "running"), ("EXCEPTION", "failed"), ("STOPPING", "stopping"),
-    ("STOPPED", "stopped"),
-])
+@pytest.mark.parametrize(
+    ("vendor", "state"),
+    [
+        ("STARTING", "starting"),
+        ("NORMAL", "running"),
+        ("EXCEPTION", "failed"),
+        ("STOPPING", "stopping"),
+        ("STOPPED", "stopped"),
+    ],
+)
 def test_documented_states(vendor: str, state: str) -> None:
     with rm.Mocker() as m:
         mock_iam(m)
@@ -148,8 +189,11 @@ def test_documented_states(vendor: str, state: str) -> None:
 def test_unknown_vendor_state_kept() -> None:
     with rm.Mocker() as m:
         mock_iam(m)
-        mock_status(m, "job_sms", json={"name": "job_sms", "status": "Quantum Flux",
-                                        "nodes": [{"name": "n", "status": "WOBBLING"}]})
+        mock_status(
+            m,
+            "job_sms",
+            json={"name": "job_sms", "status": "Quantum Flux", "nodes": [{"name": "n", "status": "WOBBLING"}]},
+        )
         samples = scrape_once()
     assert current_state(samples, **SEED_JOB) == "unknown"
     assert value(samples, "ingestion_job_vendor_state", vendor_state="quantum_flux") == 1
@@ -173,13 +217,16 @@ def test_missing_job_is_unknown_and_counted_others_unaffected() -> None:
     assert value(samples, "ingestion_scrape_success", target="dlf") == 0
 
 
-@pytest.mark.parametrize(("answer", "reason"), [
-    ({"status_code": 500, "json": {"error_code": "DLF.0001", "error_msg": "Internal error"}}, "http_status"),
-    ({"status_code": 502, "text": "<html>bad gateway</html>"}, "http_status"),
-    ({"text": '{"name": "job_sms", "status": "NOR'}, "invalid_response"),
-    ({"json": {"name": "job_sms", "nodes": "not a list"}}, "invalid_response"),
-    ({"exc": __import__("requests").exceptions.ReadTimeout}, "timeout"),
-])
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        ({"status_code": 500, "json": {"error_code": "DLF.0001", "error_msg": "Internal error"}}, "http_status"),
+        ({"status_code": 502, "text": "<html>bad gateway</html>"}, "http_status"),
+        ({"text": '{"name": "job_sms", "status": "NOR'}, "invalid_response"),
+        ({"json": {"name": "job_sms", "nodes": "not a list"}}, "invalid_response"),
+        ({"exc": __import__("requests").exceptions.ReadTimeout}, "timeout"),
+    ],
+)
 def test_upstream_failures_make_the_job_unknown(answer: dict[str, Any], reason: str) -> None:
     with rm.Mocker() as m:
         mock_iam(m)
@@ -192,8 +239,11 @@ def test_upstream_failures_make_the_job_unknown(answer: dict[str, Any], reason: 
 
 def test_refused_password_keeps_jobs_visible_without_leaking() -> None:
     with rm.Mocker() as m:
-        m.post(f"{IAM}/v3/auth/tokens", status_code=401,
-               json={"error": {"code": 401, "message": "The username or password is wrong.", "title": "Unauthorized"}})
+        m.post(
+            f"{IAM}/v3/auth/tokens",
+            status_code=401,
+            json={"error": {"code": 401, "message": "The username or password is wrong.", "title": "Unauthorized"}},
+        )
         status = mock_status(m, "job_sms", json={})
         _, body = get(make_app(make_settings([target()])), "/metrics")
     samples = parse(body)
@@ -211,7 +261,7 @@ def paged_list(names: list[str]) -> Any:
     def answer(request: Any, context: Any) -> dict[str, Any]:
         limit, offset = int(request.qs["limit"][0]), int(request.qs["offset"][0])
         assert request.qs["jobtype"] == ["real_time"]  # requests-mock lower-cases the query
-        page = [{"name": n, "jobType": "REAL_TIME", "status": "NORMAL"} for n in names[offset:offset + limit]]
+        page = [{"name": n, "jobType": "REAL_TIME", "status": "NORMAL"} for n in names[offset : offset + limit]]
         return {"total": len(names), "jobs": page}
 
     return answer
@@ -231,8 +281,15 @@ def test_discovery_pages_through_every_job(monkeypatch: pytest.MonkeyPatch) -> N
         mock_iam(m)
         listing = m.get(re.compile(f"{JOBS}\\?"), json=paged_list(names))
         m.get(re.compile(f"{JOBS}/[^/]+/status"), json=running)
-        app = make_app(make_settings([target(jobs=[], discovery={"enabled": True, "interval_seconds": 60},
-                                             page_size=100, max_concurrency=16)]))
+        app = make_app(
+            make_settings(
+                [
+                    target(
+                        jobs=[], discovery={"enabled": True, "interval_seconds": 60}, page_size=100, max_concurrency=16
+                    )
+                ]
+            )
+        )
         samples = parse(probe(app))
         assert listing.call_count == 4  # 100 + 100 + 50, then the empty page
         assert {dict(ls)["job_id"] for (n, ls), v in samples.items() if n == "ingestion_job_state" and v} == set(names)
@@ -250,10 +307,15 @@ def test_discovery_patterns_and_workspace_header() -> None:
         mock_iam(m)
         listing = m.get(re.compile(f"{JOBS}\\?"), json=paged_list(["cdc-orders", "cdc-test", "batch-x"]))
         status = m.get(re.compile(f"{JOBS}/[^/]+/status"), json=running)
-        samples = scrape_once(jobs=["pinned job"], workspace="ws-42",
-                              discovery={"enabled": True, "include": ["^cdc-"], "exclude": ["test"]})
+        samples = scrape_once(
+            jobs=["pinned job"],
+            workspace="ws-42",
+            discovery={"enabled": True, "include": ["^cdc-"], "exclude": ["test"]},
+        )
     assert {dict(ls)["job_id"] for (n, ls), v in samples.items() if n == "ingestion_job_state" and v} == {
-        "pinned job", "cdc-orders"}
+        "pinned job",
+        "cdc-orders",
+    }
     assert all(r.headers["workspace"] == "ws-42" for r in [*listing.request_history, *status.request_history])
     assert any(r.path.endswith("/pinned%20job/status") for r in status.request_history)
 
@@ -261,17 +323,22 @@ def test_discovery_patterns_and_workspace_header() -> None:
 # --- settings ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    ({"jobs": []}, "jobs: list at least one job name, or enable discovery"),
-    ({"project_id": "has/slash"}, "project_id"),
-    ({"page_size": 5000}, "page_size"),
-    ({"auth": {"type": "token", "iam_url": IAM}}, "domain, username: required with type token"),
-    ({"auth": {"type": "token", "iam_url": IAM, "domain": "d", "username": "u", "password": "x"}},
-     "secrets are not accepted inline"),
-    ({"password": "x"}, "secrets are not accepted inline"),
-    ({"auth": {"type": "aksk", "access_key_id": "AK"}}, "INGESTION_EXPORTER_DLF_SECRET_ACCESS_KEY"),
-    ({"auth": {"type": "kerberos"}}, "auth.type"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"jobs": []}, "jobs: list at least one job name, or enable discovery"),
+        ({"project_id": "has/slash"}, "project_id"),
+        ({"page_size": 5000}, "page_size"),
+        ({"auth": {"type": "token", "iam_url": IAM}}, "domain, username: required with type token"),
+        (
+            {"auth": {"type": "token", "iam_url": IAM, "domain": "d", "username": "u", "password": "x"}},
+            "secrets are not accepted inline",
+        ),
+        ({"password": "x"}, "secrets are not accepted inline"),
+        ({"auth": {"type": "aksk", "access_key_id": "AK"}}, "INGESTION_EXPORTER_DLF_SECRET_ACCESS_KEY"),
+        ({"auth": {"type": "kerberos"}}, "auth.type"),
+    ],
+)
 def test_settings_errors_name_the_field(overrides: dict[str, Any], message: str, tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(json.dumps({"targets": [target(**overrides)]}))
@@ -286,8 +353,9 @@ def test_password_from_file_and_masked_access_key(tmp_path: Path, monkeypatch: p
     monkeypatch.delenv("INGESTION_EXPORTER_DLF_PASSWORD")
     secret = tmp_path / "sk"
     secret.write_text("the-secret-key\n")
-    settings = make_settings([target(auth={"type": "aksk", "access_key_id": "AKEXAMPLE1234"},
-                                     secret_access_key_file=str(secret))])
+    settings = make_settings(
+        [target(auth={"type": "aksk", "access_key_id": "AKEXAMPLE1234"}, secret_access_key_file=str(secret))]
+    )
     secret_value = settings.all_targets()[0].secret("secret_access_key")
     assert secret_value is not None and secret_value.get_secret_value() == "the-secret-key"
     shown = json.dumps(masked(settings))
@@ -306,17 +374,27 @@ def simulated(jobs: int = 3, seed: bool = False) -> Any:
 def sim_target(sim: Any, monkeypatch: pytest.MonkeyPatch, **overrides: Any) -> dict[str, Any]:
     credentials = sim.credentials["dataarts"]
     monkeypatch.setenv("INGESTION_EXPORTER_DLF_PASSWORD", credentials["password"])
-    document = target(endpoint=sim.url, project_id=credentials["project_id"], auth={
-        "type": "token", "iam_url": credentials["iam_url"], "domain": credentials["domain"],
-        "username": credentials["username"], "project_name": credentials["project_name"],
-    }, jobs=[job["id"] for job in sim.jobs("dataarts")], workspace=credentials["workspace"])
+    document = target(
+        endpoint=sim.url,
+        project_id=credentials["project_id"],
+        auth={
+            "type": "token",
+            "iam_url": credentials["iam_url"],
+            "domain": credentials["domain"],
+            "username": credentials["username"],
+            "project_name": credentials["project_name"],
+        },
+        jobs=[job["id"] for job in sim.jobs("dataarts")],
+        workspace=credentials["workspace"],
+    )
     document.update(overrides)
     return document
 
 
 def job_states(samples: dict[Any, float]) -> dict[str, str]:
-    return {dict(ls)["job_id"]: dict(ls)["state"] for (n, ls), v in samples.items()
-            if n == "ingestion_job_state" and v == 1}
+    return {
+        dict(ls)["job_id"]: dict(ls)["state"] for (n, ls), v in samples.items() if n == "ingestion_job_state" and v == 1
+    }
 
 
 def test_seed_mode_over_http(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -354,9 +432,21 @@ def test_250_jobs_discovered_and_a_deleted_one_drops_out(monkeypatch: pytest.Mon
     real = time.monotonic
     monkeypatch.setattr(time, "monotonic", lambda: real() + offset[0])  # the discovery clock
     with simulated(jobs=250) as sim:
-        app = make_app(make_settings([sim_target(sim, monkeypatch, jobs=[], max_concurrency=32, page_size=100,
-                                                 discovery={"enabled": True, "interval_seconds": 60})],
-                                     scrape_budget_seconds=30))
+        app = make_app(
+            make_settings(
+                [
+                    sim_target(
+                        sim,
+                        monkeypatch,
+                        jobs=[],
+                        max_concurrency=32,
+                        page_size=100,
+                        discovery={"enabled": True, "interval_seconds": 60},
+                    )
+                ],
+                scrape_budget_seconds=30,
+            )
+        )
         samples = parse(probe(app))
         assert len(job_states(samples)) == 250 and "unknown" not in job_states(samples).values()
         assert sim.stats()[("dataarts", "list_jobs", "GET")] == 4
@@ -370,16 +460,20 @@ def test_250_jobs_discovered_and_a_deleted_one_drops_out(monkeypatch: pytest.Mon
     assert value(samples, "ingestion_jobs_discovered") == 249
 
 
-@pytest.mark.parametrize(("fault", "reason"), [
-    ({"kind": "error", "status": 503}, "http_status"),
-    ({"kind": "html_error"}, "http_status"),
-    ({"kind": "malformed"}, "invalid_response"),
-    ({"kind": "empty"}, "invalid_response"),
-    ({"kind": "wrong_types"}, "invalid_response"),
-    ({"kind": "hang", "seconds": 5}, "timeout"),
-])
-def test_one_faulty_answer_leaves_the_other_jobs(fault: dict[str, Any], reason: str,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        ({"kind": "error", "status": 503}, "http_status"),
+        ({"kind": "html_error"}, "http_status"),
+        ({"kind": "malformed"}, "invalid_response"),
+        ({"kind": "empty"}, "invalid_response"),
+        ({"kind": "wrong_types"}, "invalid_response"),
+        ({"kind": "hang", "seconds": 5}, "timeout"),
+    ],
+)
+def test_one_faulty_answer_leaves_the_other_jobs(
+    fault: dict[str, Any], reason: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with simulated() as sim:
         app = make_app(make_settings([sim_target(sim, monkeypatch, max_concurrency=1, budget_seconds=1.5)]))
         sim.faults.add({**fault, "platform": "dataarts", "endpoint": "job_status", "count": 1})

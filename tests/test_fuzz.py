@@ -46,7 +46,11 @@ from tests.helpers import get, make_app, make_settings, parse
 FIXTURES = Path(__file__).parent / "fixtures"
 LONG_RUN = int(os.environ.get("FUZZ_EXAMPLES", "0"))
 settings.register_profile(
-    "fuzz", deadline=None, database=None, derandomize=not LONG_RUN, print_blob=True,
+    "fuzz",
+    deadline=None,
+    database=None,
+    derandomize=not LONG_RUN,
+    print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 pytestmark = pytest.mark.timeout(0 if LONG_RUN else 120)  # a long run takes as long as it takes
@@ -79,15 +83,40 @@ def _keys(value: Any) -> Iterator[str]:
 
 KNOWN_KEYS = sorted({key for document in SEEDS.values() for key in _keys(document)})
 scalars = (
-    st.none() | st.booleans() | st.integers() | st.integers(-(2**70), 2**70)
-    | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=30)
-    | st.sampled_from(["", "0", "-1", "1e999", "NaN", "2022-02-14T04:04:13.000+0000", "0001-01-01T00:00:00+14:00",
-                       "9999-12-31T23:59:59-14:00", "Running", "NORMAL", "job_running", "successful", "{}", "[]",
-                       '{"nodes": [{"id": 1}], "edges": [{"from": 1}]}', "{\"a\"", "\u0000", "é" * 5])
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=30)
+    | st.sampled_from(
+        [
+            "",
+            "0",
+            "-1",
+            "1e999",
+            "NaN",
+            "2022-02-14T04:04:13.000+0000",
+            "0001-01-01T00:00:00+14:00",
+            "9999-12-31T23:59:59-14:00",
+            "Running",
+            "NORMAL",
+            "job_running",
+            "successful",
+            "{}",
+            "[]",
+            '{"nodes": [{"id": 1}], "edges": [{"from": 1}]}',
+            '{"a"',
+            "\u0000",
+            "é" * 5,
+        ]
+    )
 )
 keys = st.sampled_from(KNOWN_KEYS) | st.text(max_size=12)
 json_values = st.recursive(
-    scalars, lambda inner: st.lists(inner, max_size=5) | st.dictionaries(keys, inner, max_size=6), max_leaves=25,
+    scalars,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(keys, inner, max_size=6),
+    max_leaves=25,
 )
 
 
@@ -133,9 +162,12 @@ def body(seed_document: Any = None) -> st.SearchStrategy[bytes]:
 # --- models -----------------------------------------------------------------------------------------------
 
 MODELS = sorted(
-    {cls for module in {sys.modules[c.__module__] for c in COLLECTORS.values()}
-     for _, cls in inspect.getmembers(module, inspect.isclass)
-     if issubclass(cls, pydantic.BaseModel) and cls is not Lenient and cls.__module__ == module.__name__},
+    {
+        cls
+        for module in {sys.modules[c.__module__] for c in COLLECTORS.values()}
+        for _, cls in inspect.getmembers(module, inspect.isclass)
+        if issubclass(cls, pydantic.BaseModel) and cls is not Lenient and cls.__module__ == module.__name__
+    },
     key=lambda cls: f"{cls.__module__}.{cls.__name__}",
 )
 
@@ -176,57 +208,131 @@ class Platform:
     routes: tuple[Route, ...]
 
 
-INFA_LOGIN = {"userInfo": {"sessionId": "fuzz-session", "orgId": "org"},
-              "products": [{"name": "Integration Cloud", "baseApiUrl": "https://usw1.dm2-us.informaticacloud.com/saas"}]}
+INFA_LOGIN = {
+    "userInfo": {"sessionId": "fuzz-session", "orgId": "org"},
+    "products": [{"name": "Integration Cloud", "baseApiUrl": "https://usw1.dm2-us.informaticacloud.com/saas"}],
+}
 INFA_ID = "1948938e-3923-4602-aba8-f122e3d66faf"
-CS_LIST = {"message_id": "CS.10001", "message": "", "current_time": 1700000000000, "payload": {"total": 2, "jobs": [
-    {"job_id": 0, "name": "kafka_to_dws", "job_type": "flink_sql_job", "status": "job_running", "status_desc": "",
-     "create_time": 1699990000000, "start_time": 1700000000000},
-    {"job_id": 7, "name": "other", "job_type": "flink_jar_job", "status": "job_cancel_success", "status_desc": "",
-     "create_time": 1699990000000, "start_time": 1700000000000}]}}
-DLF_LIST = {"total": 2, "jobs": [{"name": "job_sms", "jobType": "REAL_TIME", "status": "NORMAL"},
-                                 {"name": "job_two", "jobType": "REAL_TIME", "status": "STOPPED"}]}
+CS_LIST = {
+    "message_id": "CS.10001",
+    "message": "",
+    "current_time": 1700000000000,
+    "payload": {
+        "total": 2,
+        "jobs": [
+            {
+                "job_id": 0,
+                "name": "kafka_to_dws",
+                "job_type": "flink_sql_job",
+                "status": "job_running",
+                "status_desc": "",
+                "create_time": 1699990000000,
+                "start_time": 1700000000000,
+            },
+            {
+                "job_id": 7,
+                "name": "other",
+                "job_type": "flink_jar_job",
+                "status": "job_cancel_success",
+                "status_desc": "",
+                "create_time": 1699990000000,
+                "start_time": 1700000000000,
+            },
+        ],
+    },
+}
+DLF_LIST = {
+    "total": 2,
+    "jobs": [
+        {"name": "job_sms", "jobType": "REAL_TIME", "status": "NORMAL"},
+        {"name": "job_two", "jobType": "REAL_TIME", "status": "STOPPED"},
+    ],
+}
 IAM_TOKEN = {"token": {"expires_at": "2099-01-01T00:00:00.000000Z"}}
 OBJECTS = {"count": 1, "objects": [{"id": "2b8a9a53-4b6e-4f0c-8f7b-0c3bf0a6f0aa", "path": "/Default/other-flow"}]}
 
 PLATFORMS = {
     "informatica": Platform(
-        {"name": "fuzz", "platform": "informatica", "login_url": "https://dm2-us.informaticacloud.com",
-         "username": "monitor", "dataflows": [INFA_ID, "8d1f0f7e-0000-4000-8000-000000000001"],
-         "discovery": {"enabled": True}},
+        {
+            "name": "fuzz",
+            "platform": "informatica",
+            "login_url": "https://dm2-us.informaticacloud.com",
+            "username": "monitor",
+            "dataflows": [INFA_ID, "8d1f0f7e-0000-4000-8000-000000000001"],
+            "discovery": {"enabled": True},
+        },
         {"password": "fuzz-password"},
-        (Route("POST", "/v3/login", INFA_LOGIN),
-         Route("GET", "/status/dataflows/", seed("informatica/status_seed.json")),
-         Route("GET", "/sisvc/monitor/v1/jobs/", seed("informatica/job_seed.json")),
-         Route("GET", "/statistics/dataflows/", {"dataflowId": INFA_ID, "dataflowRunId": 1, "inMessages": 5,
-                                                 "outMessages": 4, "inBytes": 50, "outBytes": 40, "nodes": []}),
-         Route("GET", "/public/core/v3/objects", OBJECTS)),
+        (
+            Route("POST", "/v3/login", INFA_LOGIN),
+            Route("GET", "/status/dataflows/", seed("informatica/status_seed.json")),
+            Route("GET", "/sisvc/monitor/v1/jobs/", seed("informatica/job_seed.json")),
+            Route(
+                "GET",
+                "/statistics/dataflows/",
+                {
+                    "dataflowId": INFA_ID,
+                    "dataflowRunId": 1,
+                    "inMessages": 5,
+                    "outMessages": 4,
+                    "inBytes": 50,
+                    "outBytes": 40,
+                    "nodes": [],
+                },
+            ),
+            Route("GET", "/public/core/v3/objects", OBJECTS),
+        ),
     ),
     "siren": Platform(
-        {"name": "fuzz", "platform": "siren", "base_url": "https://es.example.com:9200", "username": "monitor",
-         "jobs": ["postgres-events", "mysql-orders"], "discovery": {"enabled": True}},
+        {
+            "name": "fuzz",
+            "platform": "siren",
+            "base_url": "https://es.example.com:9200",
+            "username": "monitor",
+            "jobs": ["postgres-events", "mysql-orders"],
+            "discovery": {"enabled": True},
+        },
         {"password": "fuzz-password"},
-        (Route("GET", "/_siren/connector/jobs/_search", seed("siren/search.json")),
-         Route("GET", "/_siren/connector/jobs/ingestion/", seed("siren/job_running.json")),
-         Route("GET", "/_siren/connector/jobs/ingestion", {"jobs": [seed("siren/job_error.json")]})),
+        (
+            Route("GET", "/_siren/connector/jobs/_search", seed("siren/search.json")),
+            Route("GET", "/_siren/connector/jobs/ingestion/", seed("siren/job_running.json")),
+            Route("GET", "/_siren/connector/jobs/ingestion", {"jobs": [seed("siren/job_error.json")]}),
+        ),
     ),
     "dataarts": Platform(
-        {"name": "fuzz", "platform": "dataarts", "endpoint": "https://dayu-dlf.cn-north-4.myhuaweicloud.com",
-         "project_id": "b384b9e9ab9b4ee8994c8633aabc9505", "jobs": ["job_sms"], "discovery": {"enabled": True},
-         "auth": {"type": "token", "iam_url": "https://iam.cn-north-4.myhuaweicloud.com", "domain": "acct",
-                  "username": "monitor", "project_name": "cn-north-4"}},
+        {
+            "name": "fuzz",
+            "platform": "dataarts",
+            "endpoint": "https://dayu-dlf.cn-north-4.myhuaweicloud.com",
+            "project_id": "b384b9e9ab9b4ee8994c8633aabc9505",
+            "jobs": ["job_sms"],
+            "discovery": {"enabled": True},
+            "auth": {
+                "type": "token",
+                "iam_url": "https://iam.cn-north-4.myhuaweicloud.com",
+                "domain": "acct",
+                "username": "monitor",
+                "project_name": "cn-north-4",
+            },
+        },
         {"password": "fuzz-password"},
-        (Route("POST", "/v3/auth/tokens", IAM_TOKEN, (("X-Subject-Token", "fuzz-token-0123456789"),)),
-         Route("GET", "/status", seed("dataarts/status_seed.json")),
-         Route("GET", "/jobs", DLF_LIST)),
+        (
+            Route("POST", "/v3/auth/tokens", IAM_TOKEN, (("X-Subject-Token", "fuzz-token-0123456789"),)),
+            Route("GET", "/status", seed("dataarts/status_seed.json")),
+            Route("GET", "/jobs", DLF_LIST),
+        ),
     ),
     "cloudstream": Platform(
-        {"name": "fuzz", "platform": "cloudstream", "endpoint": "https://cs.cn-north-4.myhuaweicloud.com",
-         "project_id": "48cc2c48765f481480c7db940d6409d1", "jobs": [0, 7], "discovery": {"enabled": True},
-         "auth": {"type": "aksk", "access_key_id": "HPUAQ4Z2CLOUDSTREAM0"}},
+        {
+            "name": "fuzz",
+            "platform": "cloudstream",
+            "endpoint": "https://cs.cn-north-4.myhuaweicloud.com",
+            "project_id": "48cc2c48765f481480c7db940d6409d1",
+            "jobs": [0, 7],
+            "discovery": {"enabled": True},
+            "auth": {"type": "aksk", "access_key_id": "HPUAQ4Z2CLOUDSTREAM0"},
+        },
         {"secret_access_key": "cloudstream-secret-access-key-0123456789"},
-        (Route("POST", "/jobs/metrics", seed("cloudstream/metrics_seed.json")),
-         Route("GET", "/jobs", CS_LIST)),
+        (Route("POST", "/jobs/metrics", seed("cloudstream/metrics_seed.json")), Route("GET", "/jobs", CS_LIST)),
     ),
 }
 

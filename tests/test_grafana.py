@@ -91,8 +91,21 @@ def exported_names() -> set[str]:
     return names
 
 
-KEYWORDS = {"and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right", "bool",
-            "offset", "inf", "nan"}
+KEYWORDS = {
+    "and",
+    "or",
+    "unless",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "offset",
+    "inf",
+    "nan",
+}
 _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
 _MATCHERS = re.compile(r"\{[^{}]*\}")
 _GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)")
@@ -110,11 +123,14 @@ def metric_names(expr: str) -> set[str]:
 
 
 def test_metric_names_finds_the_families_and_only_them() -> None:
-    expr = ('histogram_quantile(0.95, sum by (le, target) (rate(ingestion_upstream_request_duration_seconds_bucket'
-            '{platform=~"a|b", target="x"}[5m]))) and on (platform) ingestion_scrape_success == bool 1 '
-            'or label_replace(ingestion:job_records:rate5m, "id", "$1", "node", "(.*)") offset 5m')
+    expr = (
+        "histogram_quantile(0.95, sum by (le, target) (rate(ingestion_upstream_request_duration_seconds_bucket"
+        '{platform=~"a|b", target="x"}[5m]))) and on (platform) ingestion_scrape_success == bool 1 '
+        'or label_replace(ingestion:job_records:rate5m, "id", "$1", "node", "(.*)") offset 5m'
+    )
     assert metric_names(expr) == {
-        "ingestion_upstream_request_duration_seconds_bucket", "ingestion_scrape_success",
+        "ingestion_upstream_request_duration_seconds_bucket",
+        "ingestion_scrape_success",
         "ingestion:job_records:rate5m",
     }
 
@@ -221,8 +237,13 @@ def test_alertmanager_example_inhibits_job_alerts_of_an_unreachable_target() -> 
     assert not re.fullmatch(pattern.group(1), "IngestionTargetUnreachable")
     amtool = shutil.which("amtool")
     assert amtool is not None, "amtool is missing: apt-get install prometheus-alertmanager"
-    result = subprocess.run([amtool, "check-config", str(GRAFANA / "alertmanager.example.yml")],
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [amtool, "check-config", str(GRAFANA / "alertmanager.example.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -252,8 +273,14 @@ def panel_queries() -> list[tuple[str, str, str]]:
 
 def fill_variables(expr: str) -> str:
     """Grafana's variables replaced by plausible values, so that the text is plain PromQL."""
-    for name, value in (("$__rate_interval", "1m"), ("$__interval", "15s"), ("$__range", "1h"),
-                        ("$platform", "informatica"), ("$target", "demo"), ("$job", "j1")):
+    for name, value in (
+        ("$__rate_interval", "1m"),
+        ("$__interval", "15s"),
+        ("$__range", "1h"),
+        ("$platform", "informatica"),
+        ("$target", "demo"),
+        ("$job", "j1"),
+    ):
         expr = expr.replace(name, value)
     assert "$" not in re.sub(r'"\$1"', "", expr), f"unfilled variable in {expr}"
     return expr
@@ -276,8 +303,9 @@ def test_dashboards_are_grafana_dashboards() -> None:
             assert panel["type"] in PANEL_TYPES, (name, panel["type"])
             grid = panel["gridPos"]
             assert grid["x"] >= 0 and grid["w"] > 0 and grid["x"] + grid["w"] <= 24, (name, panel["title"])
-            area = {(x, y) for x in range(grid["x"], grid["x"] + grid["w"])
-                    for y in range(grid["y"], grid["y"] + grid["h"])}
+            area = {
+                (x, y) for x in range(grid["x"], grid["x"] + grid["w"]) for y in range(grid["y"], grid["y"] + grid["h"])
+            }
             assert not area & cells, f"{name}: panel {panel['title']!r} overlaps another"
             cells |= area
             if panel["type"] == "row":
@@ -303,24 +331,41 @@ def test_dashboards_cover_what_the_on_call_needs() -> None:
     assert "job" in {v["name"] for v in detail["templating"]["list"]}
     assert "job" in {v["name"] for v in boards["ingestion-overview.json"]["templating"]["list"]}
     overview = " ".join(t["expr"] for p in panels(boards["ingestion-overview.json"]) for t in p.get("targets", []))
-    for needle in ("ingestion:job_state_since_timestamp_seconds", "ingestion:job_records:rate5m",
-                   "ingestion:job_bytes:rate5m", "ingestion_stream_corrupted_records_total", "ingestion_scrape_success",
-                   "sum by (state)"):
+    for needle in (
+        "ingestion:job_state_since_timestamp_seconds",
+        "ingestion:job_records:rate5m",
+        "ingestion:job_bytes:rate5m",
+        "ingestion_stream_corrupted_records_total",
+        "ingestion_scrape_success",
+        "sum by (state)",
+    ):
         assert needle in overview
     health = " ".join(t["expr"] for p in panels(boards["ingestion-exporter-health.json"]) for t in p.get("targets", []))
-    for family in ("ingestion_scrape_success", "ingestion_scrape_duration_seconds", "ingestion_upstream_requests_total",
-                   "ingestion_upstream_request_duration_seconds_bucket", "ingestion_scrape_errors_total",
-                   "ingestion_jobs_discovered"):
+    for family in (
+        "ingestion_scrape_success",
+        "ingestion_scrape_duration_seconds",
+        "ingestion_upstream_requests_total",
+        "ingestion_upstream_request_duration_seconds_bucket",
+        "ingestion_scrape_errors_total",
+        "ingestion_jobs_discovered",
+    ):
         assert family in health
 
 
 def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
     """promtool parses each query as the expression of a recording rule: a syntax error names its rule."""
     queries = panel_queries()
-    rules = {"groups": [{"name": "dashboards", "rules": [
-        {"record": f"dashboard:query_{index}", "expr": fill_variables(expr)}
-        for index, (_, _, expr) in enumerate(queries)
-    ]}]}
+    rules = {
+        "groups": [
+            {
+                "name": "dashboards",
+                "rules": [
+                    {"record": f"dashboard:query_{index}", "expr": fill_variables(expr)}
+                    for index, (_, _, expr) in enumerate(queries)
+                ],
+            }
+        ]
+    }
     path = tmp_path / "queries.rules.yml"
     path.write_text(yaml.safe_dump(rules))
     result = promtool("check", "rules", str(path))
@@ -331,8 +376,23 @@ def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
 
 def test_promql_check_rejects_a_broken_query(tmp_path: Path) -> None:
     path = tmp_path / "broken.rules.yml"
-    path.write_text(yaml.safe_dump({"groups": [{"name": "g", "rules": [
-        {"record": "dashboard:query_0", "expr": fill_variables("sum by (state (ingestion_job_state)")}]}]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "groups": [
+                    {
+                        "name": "g",
+                        "rules": [
+                            {
+                                "record": "dashboard:query_0",
+                                "expr": fill_variables("sum by (state (ingestion_job_state)"),
+                            }
+                        ],
+                    }
+                ]
+            }
+        )
+    )
     assert promtool("check", "rules", str(path)).returncode != 0
 
 

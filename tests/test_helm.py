@@ -61,8 +61,18 @@ DURATION = re.compile(r"^(0|([0-9]+y)?([0-9]+w)?([0-9]+d)?([0-9]+h)?([0-9]+m)?([
 OPERATOR_FIELDS = {
     "metadata": {"name", "namespace", "labels", "annotations"},
     "ServiceMonitor": {"jobLabel", "selector", "namespaceSelector", "endpoints"},
-    "endpoint": {"port", "path", "scheme", "interval", "scrapeTimeout", "honorLabels", "tlsConfig", "basicAuth",
-                 "relabelings", "metricRelabelings"},
+    "endpoint": {
+        "port",
+        "path",
+        "scheme",
+        "interval",
+        "scrapeTimeout",
+        "honorLabels",
+        "tlsConfig",
+        "basicAuth",
+        "relabelings",
+        "metricRelabelings",
+    },
     "PrometheusRule": {"groups"},
     "group": {"name", "interval", "rules", "limit", "partial_response_strategy", "query_offset", "labels"},
     "rule": {"alert", "record", "expr", "for", "keep_firing_for", "labels", "annotations"},
@@ -125,8 +135,13 @@ def ci_values(name: str) -> dict[str, Any]:
 
 def test_ci_values_cover_the_required_cases() -> None:
     names = {path.name for path in CI_VALUES}
-    assert {"default-values.yaml", "existingsecret-values.yaml", "monitoring-values.yaml",
-            "networkpolicy-values.yaml", "webconfig-values.yaml"} <= names
+    assert {
+        "default-values.yaml",
+        "existingsecret-values.yaml",
+        "monitoring-values.yaml",
+        "networkpolicy-values.yaml",
+        "webconfig-values.yaml",
+    } <= names
     monitoring = ci_values("monitoring-values.yaml")
     assert all(monitoring[key]["enabled"] for key in ("serviceMonitor", "prometheusRule", "dashboards"))
     assert ci_values("existingsecret-values.yaml")["existingSecret"]
@@ -164,7 +179,9 @@ def test_every_manifest_validates_against_kubernetes(values: dict[str, Any]) -> 
 def test_values_files_match_the_schema(path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "check_jsonschema", "--schemafile", str(CHART / "values.schema.json"), str(path)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     _chart().validate_schema(yaml.safe_load(path.read_text()) or {})
@@ -173,7 +190,9 @@ def test_values_files_match_the_schema(path: Path) -> None:
 def test_schema_is_a_valid_schema() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "check_jsonschema", "--check-metaschema", str(CHART / "values.schema.json")],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -280,9 +299,7 @@ def _secret_forms(value: str) -> set[str]:
     "values",
     [
         pytest.param(ci_values("monitoring-values.yaml"), id="monitoring-values.yaml"),
-        pytest.param(
-            {**ci_values("monitoring-values.yaml"), "existingSecret": "elsewhere"}, id="with-existing-secret"
-        ),
+        pytest.param({**ci_values("monitoring-values.yaml"), "existingSecret": "elsewhere"}, id="with-existing-secret"),
         pytest.param({"secrets": {"pw": "s3cr3t-value-1", "token": "tok-value-2"}, "demo": True}, id="demo"),
     ],
 )
@@ -324,8 +341,17 @@ def test_service_monitor_scrapes_the_service() -> None:
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     assert set(monitor["spec"]) <= {"jobLabel", "selector", "namespaceSelector", "endpoints"}
     assert endpoint["scheme"] == "http"
-    assert set(endpoint) <= {"port", "path", "scheme", "interval", "scrapeTimeout", "honorLabels", "tlsConfig",
-                             "relabelings", "metricRelabelings"}
+    assert set(endpoint) <= {
+        "port",
+        "path",
+        "scheme",
+        "interval",
+        "scrapeTimeout",
+        "honorLabels",
+        "tlsConfig",
+        "relabelings",
+        "metricRelabelings",
+    }
 
 
 def test_chart_links_to_the_grafana_folders_instead_of_copying_them() -> None:
@@ -363,7 +389,8 @@ def test_dashboard_config_maps_equal_the_grafana_dashboards() -> None:
     assert files, "grafana/dashboards/*.json: no dashboards"
     values = ci_values("monitoring-values.yaml")
     maps = [
-        doc for doc in objects(values)
+        doc
+        for doc in objects(values)
         if doc["kind"] == "ConfigMap" and doc["metadata"]["labels"].get("grafana_dashboard") == "1"
     ]
     rendered: dict[str, str] = {}
@@ -388,9 +415,10 @@ def test_network_policy_admits_scrapes_on_the_metrics_port_only() -> None:
     values = ci_values("networkpolicy-values.yaml")
     docs = objects(values)
     policy = one(docs, "NetworkPolicy")["spec"]
-    assert policy["podSelector"]["matchLabels"].items() <= one(docs, "Deployment")["spec"]["template"]["metadata"][
-        "labels"
-    ].items()
+    assert (
+        policy["podSelector"]["matchLabels"].items()
+        <= one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"].items()
+    )
     (ingress,) = policy["ingress"]
     assert ingress["ports"] == [{"port": "http", "protocol": "TCP"}]
     assert ingress["from"] == values["networkPolicy"]["ingressFrom"]
@@ -577,8 +605,9 @@ def test_basic_auth_alone_keeps_plain_http_probes() -> None:
 @pytest.mark.parametrize(
     "values",
     [
-        pytest.param({"webConfig": {"config": {"basic_auth_users": {"prometheus": "$2y$10$short"}}}},
-                     id="cleartext-password"),
+        pytest.param(
+            {"webConfig": {"config": {"basic_auth_users": {"prometheus": "$2y$10$short"}}}}, id="cleartext-password"
+        ),
         pytest.param({"webConfig": {"config": {"rate_limit": {"interval": "1s"}}}}, id="unsupported-key"),
         pytest.param({"webConfig": {"tls": {"secretName": "x"}}}, id="misspelt-tls-key"),
         pytest.param({"serviceMonitor": {"basicAuth": {"username": {"name": "s"}}}}, id="basic-auth-without-key"),

@@ -35,8 +35,13 @@ def _sdk_authorization(
     from huaweicloudsdkcore.signer.signer import Signer
 
     request = SdkRequest(
-        method=method, schema="https", host=host, resource_path=path, query_params=list(query),
-        header_params={**headers, "X-Sdk-Date": AT.strftime("%Y%m%dT%H%M%SZ")}, body=body,
+        method=method,
+        schema="https",
+        host=host,
+        resource_path=path,
+        query_params=list(query),
+        header_params={**headers, "X-Sdk-Date": AT.strftime("%Y%m%dT%H%M%SZ")},
+        body=body,
     )
     signed = Signer(BasicCredentials(AK, SK)).sign(request)
     return str(signed.header_params["Authorization"])
@@ -44,18 +49,47 @@ def _sdk_authorization(
 
 # (method, host, path segments, query, extra headers, body)
 SIGNING_CASES: list[tuple[str, str, tuple[str, ...], list[tuple[str, str]], dict[str, str], bytes]] = [
-    ("GET", "dayu-dlf.cn-north-4.myhuaweicloud.com", ("v1", "b384b9e9ab9b4ee8994c8633aabc9505", "jobs"),
-     [("jobType", "REAL_TIME"), ("limit", "100"), ("offset", "200")], {}, b""),
-    ("POST", "cs.cn-north-4.myhuaweicloud.com", ("v1.0", "b384b9e9", "jobs", "metrics"), [],
-     {"Content-Type": "application/json;charset=UTF-8"}, b'{"job_ids":[298765,298766]}'),
+    (
+        "GET",
+        "dayu-dlf.cn-north-4.myhuaweicloud.com",
+        ("v1", "b384b9e9ab9b4ee8994c8633aabc9505", "jobs"),
+        [("jobType", "REAL_TIME"), ("limit", "100"), ("offset", "200")],
+        {},
+        b"",
+    ),
+    (
+        "POST",
+        "cs.cn-north-4.myhuaweicloud.com",
+        ("v1.0", "b384b9e9", "jobs", "metrics"),
+        [],
+        {"Content-Type": "application/json;charset=UTF-8"},
+        b'{"job_ids":[298765,298766]}',
+    ),
     ("GET", "dayu-dlf.example.test", ("v1", "p1", "jobs", "job sms/äöü+%&=", "status"), [], {}, b""),
-    ("GET", "dayu-dlf.example.test", ("v1", "p1", "jobs", "job_sms", "status"), [],
-     {"workspace": "a0b1c2d3e4f5", "X-Project-Id": "p1", "X-Custom-Trace": "  padded value  "}, b""),
-    ("GET", "dli.example.test:8443", ("v1.0", "p1", "streaming", "jobs"),
-     [("name", "clicks to dws"), ("status", "job_running"), ("cursor", "a/b~c*d")], {"X-Project-Id": "p1"}, b""),
-    ("POST", "dli.example.test", ("v1.0", "p1", "streaming", "jobs", "metrics"), [("dry", "")],
-     {"Content-Type": "application/json", "workspace": "ws-1", "X-Trace_Id": "not signed"},
-     json.dumps({"job_ids": list(range(1, 60))}).encode()),
+    (
+        "GET",
+        "dayu-dlf.example.test",
+        ("v1", "p1", "jobs", "job_sms", "status"),
+        [],
+        {"workspace": "a0b1c2d3e4f5", "X-Project-Id": "p1", "X-Custom-Trace": "  padded value  "},
+        b"",
+    ),
+    (
+        "GET",
+        "dli.example.test:8443",
+        ("v1.0", "p1", "streaming", "jobs"),
+        [("name", "clicks to dws"), ("status", "job_running"), ("cursor", "a/b~c*d")],
+        {"X-Project-Id": "p1"},
+        b"",
+    ),
+    (
+        "POST",
+        "dli.example.test",
+        ("v1.0", "p1", "streaming", "jobs", "metrics"),
+        [("dry", "")],
+        {"Content-Type": "application/json", "workspace": "ws-1", "X-Trace_Id": "not signed"},
+        json.dumps({"job_ids": list(range(1, 60))}).encode(),
+    ),
     ("DELETE", "cs.example.test", ("v1.0", "p1", "jobs", "298765"), [], {}, b""),
 ]
 
@@ -91,9 +125,18 @@ def test_signature_of_a_hand_worked_request() -> None:
 def _target(auth: dict[str, Any], monkeypatch: pytest.MonkeyPatch, name: str = "hw") -> HuaweiTarget:
     monkeypatch.setenv(f"INGESTION_EXPORTER_{name.upper()}_PASSWORD", PASSWORD)
     monkeypatch.setenv(f"INGESTION_EXPORTER_{name.upper()}_SECRET_ACCESS_KEY", SK)
-    settings = make_settings([{
-        "name": name, "platform": "dataarts", "endpoint": API, "project_id": "p1", "auth": auth, "jobs": ["a"],
-    }])
+    settings = make_settings(
+        [
+            {
+                "name": name,
+                "platform": "dataarts",
+                "endpoint": API,
+                "project_id": "p1",
+                "auth": auth,
+                "jobs": ["a"],
+            }
+        ]
+    )
     target = settings.all_targets()[0]
     assert isinstance(target, HuaweiTarget)
     return target
@@ -112,11 +155,17 @@ AKSK_AUTH = {"type": "aksk", "access_key_id": AK}
 
 def _iam(mock: requests_mock.Mocker, expires_at: str = "2099-01-01T00:00:00.000000Z") -> Any:
     """An IAM that issues TOKEN-1, TOKEN-2, ... in turn."""
-    return mock.post(f"{IAM}/v3/auth/tokens", [
-        {"status_code": 201, "json": {"token": {"expires_at": expires_at}},
-         "headers": {"X-Subject-Token": f"{TOKEN}-{n}"}}
-        for n in range(1, 20)
-    ])
+    return mock.post(
+        f"{IAM}/v3/auth/tokens",
+        [
+            {
+                "status_code": 201,
+                "json": {"token": {"expires_at": expires_at}},
+                "headers": {"X-Subject-Token": f"{TOKEN}-{n}"},
+            }
+            for n in range(1, 20)
+        ],
+    )
 
 
 def _error(code: str, message: str, status: int) -> dict[str, Any]:
@@ -171,8 +220,11 @@ def test_token_update_error_renews_once_and_retries(monkeypatch: pytest.MonkeyPa
 def test_refused_login_is_tried_once_per_collection(monkeypatch: pytest.MonkeyPatch) -> None:
     client = _client(_target(TOKEN_AUTH, monkeypatch))
     with requests_mock.Mocker() as mock:
-        iam = mock.post(f"{IAM}/v3/auth/tokens", status_code=401,
-                        json={"error": {"code": 401, "message": "The username or password is wrong.", "title": "x"}})
+        iam = mock.post(
+            f"{IAM}/v3/auth/tokens",
+            status_code=401,
+            json={"error": {"code": 401, "message": "The username or password is wrong.", "title": "x"}},
+        )
         api = mock.get(f"{API}/x", json={})
         collection = Deadline(5)
         for _ in range(3):
@@ -190,15 +242,25 @@ def test_requests_are_signed_with_the_project_and_extra_headers(monkeypatch: pyt
     client = _client(_target(AKSK_AUTH, monkeypatch))
     with requests_mock.Mocker() as mock:
         api = mock.post(f"{API}/v1.0/p1/jobs/metrics", json={})
-        client.call("POST", f"{API}/v1.0/p1/jobs/metrics", endpoint="m", deadline=Deadline(5),
-                    json_body={"job_ids": [1, 2]}, headers={"workspace": "ws"})
+        client.call(
+            "POST",
+            f"{API}/v1.0/p1/jobs/metrics",
+            endpoint="m",
+            deadline=Deadline(5),
+            json_body={"job_ids": [1, 2]},
+            headers={"workspace": "ws"},
+        )
     sent = api.last_request
     assert sent.body == b'{"job_ids":[1,2]}'
     assert sent.headers["X-Project-Id"] == "p1" and "X-Auth-Token" not in sent.headers
     again = sign_request(
-        "POST", sent.url,
+        "POST",
+        sent.url,
         {k: sent.headers[k] for k in ("Content-Type", "workspace", "X-Project-Id", "X-Sdk-Date", "Host")},
-        sent.body, AK, SK, AT,
+        sent.body,
+        AK,
+        SK,
+        AT,
     )
     assert sent.headers["Authorization"] == again["Authorization"]
     assert "SignedHeaders=content-type;host;workspace;x-project-id;x-sdk-date," in sent.headers["Authorization"]
@@ -219,8 +281,9 @@ def test_refused_signature_pauses_signing_for_the_cool_down(monkeypatch: pytest.
 def test_signing_resumes_after_the_cool_down(monkeypatch: pytest.MonkeyPatch) -> None:
     client = _client(_target({**AKSK_AUTH, "aksk_cooldown_seconds": 0}, monkeypatch))
     with requests_mock.Mocker() as mock:
-        api = mock.get(f"{API}/x", [_error("APIGW.0301", "Incorrect IAM authentication information.", 401),
-                                    {"json": {"ok": 1}}])
+        api = mock.get(
+            f"{API}/x", [_error("APIGW.0301", "Incorrect IAM authentication information.", 401), {"json": {"ok": 1}}]
+        )
         with pytest.raises(UpstreamError):
             client.call("GET", f"{API}/x", endpoint="x", deadline=Deadline(5))
         assert client.call("GET", f"{API}/x", endpoint="x", deadline=Deadline(5)) == {"ok": 1}
@@ -291,19 +354,31 @@ def sim() -> Any:
         yield s
 
 
-def sim_target(sim: Any, monkeypatch: pytest.MonkeyPatch, kind: str, secret: str | None = None,
-               **overrides: Any) -> dict[str, Any]:
+def sim_target(
+    sim: Any, monkeypatch: pytest.MonkeyPatch, kind: str, secret: str | None = None, **overrides: Any
+) -> dict[str, Any]:
     """A DataArts target on the simulator, with token or AK/SK auth; `secret` replaces the right one."""
     credentials = sim.credentials["dataarts"]
     if kind == "token":
-        auth = {"type": "token", "iam_url": credentials["iam_url"], "domain": credentials["domain"],
-                "username": credentials["username"], "project_name": credentials["project_name"]}
+        auth = {
+            "type": "token",
+            "iam_url": credentials["iam_url"],
+            "domain": credentials["domain"],
+            "username": credentials["username"],
+            "project_name": credentials["project_name"],
+        }
         monkeypatch.setenv("INGESTION_EXPORTER_HW_PASSWORD", secret or credentials["password"])
     else:
         auth = {"type": "aksk", "access_key_id": credentials["access_key_id"]}
         monkeypatch.setenv("INGESTION_EXPORTER_HW_SECRET_ACCESS_KEY", secret or credentials["secret_access_key"])
-    document = {"name": "hw", "platform": "dataarts", "endpoint": sim.url, "project_id": credentials["project_id"],
-                "auth": auth, "jobs": [job["id"] for job in sim.jobs("dataarts")]}
+    document = {
+        "name": "hw",
+        "platform": "dataarts",
+        "endpoint": sim.url,
+        "project_id": credentials["project_id"],
+        "auth": auth,
+        "jobs": [job["id"] for job in sim.jobs("dataarts")],
+    }
     document.update(overrides)
     return document
 
@@ -317,13 +392,17 @@ def scrape_app(app: Any) -> tuple[dict[Any, float], str]:
 
 
 def states(samples: dict[Any, float]) -> dict[str, str]:
-    return {dict(ls)["job_id"]: dict(ls)["state"] for (n, ls), v in samples.items()
-            if n == "ingestion_job_state" and v == 1 and dict(ls)["target"] == "hw"}
+    return {
+        dict(ls)["job_id"]: dict(ls)["state"]
+        for (n, ls), v in samples.items()
+        if n == "ingestion_job_state" and v == 1 and dict(ls)["target"] == "hw"
+    }
 
 
 @pytest.mark.parametrize("concurrency", [1, 8])
-def test_token_that_must_be_updated_is_renewed_once(concurrency: int, sim: Any,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_token_that_must_be_updated_is_renewed_once(
+    concurrency: int, sim: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tests.helpers import make_app, value
 
     gateway = sim.platform("dataarts").gateway
@@ -358,8 +437,19 @@ def test_right_key_signs_encoded_paths_the_gateway_accepts(sim: Any, monkeypatch
     from tests.helpers import make_app, value
 
     names = [job["id"] for job in sim.jobs("dataarts")]
-    app = make_app(make_settings([sim_target(sim, monkeypatch, "aksk", jobs=[*names, "no such/job ü+1"],
-                                             workspace=sim.credentials["dataarts"]["workspace"])]))
+    app = make_app(
+        make_settings(
+            [
+                sim_target(
+                    sim,
+                    monkeypatch,
+                    "aksk",
+                    jobs=[*names, "no such/job ü+1"],
+                    workspace=sim.credentials["dataarts"]["workspace"],
+                )
+            ]
+        )
+    )
     samples, _ = scrape_app(app)
     found = states(samples)
     assert found.pop("no such/job ü+1") == "unknown"  # DLF.0100, after the signature was accepted
@@ -372,8 +462,9 @@ def test_throttled_gateway_is_rate_limited_and_recovers(sim: Any, monkeypatch: p
     from tests.helpers import make_app, value
 
     app = make_app(make_settings([sim_target(sim, monkeypatch, "aksk", max_concurrency=1)]))
-    sim.faults.add({"kind": "rate_limit", "platform": "dataarts", "endpoint": "job_status", "count": 1,
-                    "retry_after": 0})
+    sim.faults.add(
+        {"kind": "rate_limit", "platform": "dataarts", "endpoint": "job_status", "count": 1, "retry_after": 0}
+    )
     samples, _ = scrape_app(app)
     assert value(samples, "ingestion_scrape_errors_total", target="hw", reason="rate_limited") == 1
     assert sorted(states(samples).values()).count("unknown") == 1

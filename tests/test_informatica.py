@@ -27,17 +27,25 @@ def _password(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def target(**overrides: Any) -> dict[str, Any]:
-    document = {"name": "infa", "platform": "informatica", "login_url": LOGIN, "username": "monitor",
-                "dataflows": [SEED_ID]}
+    document = {
+        "name": "infa",
+        "platform": "informatica",
+        "login_url": LOGIN,
+        "username": "monitor",
+        "dataflows": [SEED_ID],
+    }
     document.update(overrides)
     return document
 
 
 def mock_login(m: rm.Mocker, session: str = "session-1") -> Any:
-    return m.post(f"{LOGIN}/saas/public/core/v3/login", json={
-        "userInfo": {"sessionId": session, "orgId": "org"},
-        "products": [{"name": "Integration Cloud", "baseApiUrl": "https://usw1.dm2-us.informaticacloud.com/saas"}],
-    })
+    return m.post(
+        f"{LOGIN}/saas/public/core/v3/login",
+        json={
+            "userInfo": {"sessionId": session, "orgId": "org"},
+            "products": [{"name": "Integration Cloud", "baseApiUrl": "https://usw1.dm2-us.informaticacloud.com/saas"}],
+        },
+    )
 
 
 def mock_seed(m: rm.Mocker) -> None:
@@ -82,12 +90,18 @@ def test_seed_matches_golden_exposition() -> None:
 
 def test_login_v2_and_server_url_rule() -> None:
     with rm.Mocker() as m:
-        login = m.post("https://dm-us.informaticacloud.com/ma/api/v2/user/login",
-                       json={"icSessionId": "v2-session", "serverUrl": "https://na4.dm-us.informaticacloud.com/saas"})
-        status = m.get(f"https://na4-ing.dm-us.informaticacloud.com/sisvc/monitor/v1/status/dataflows/{SEED_ID}",
-                       text=(FIXTURES / "status_seed.json").read_text())
-        m.get(re.compile("https://na4-ing.dm-us.informaticacloud.com/sisvc/monitor/v1/(jobs|statistics)/.*"),
-              status_code=404)
+        login = m.post(
+            "https://dm-us.informaticacloud.com/ma/api/v2/user/login",
+            json={"icSessionId": "v2-session", "serverUrl": "https://na4.dm-us.informaticacloud.com/saas"},
+        )
+        status = m.get(
+            f"https://na4-ing.dm-us.informaticacloud.com/sisvc/monitor/v1/status/dataflows/{SEED_ID}",
+            text=(FIXTURES / "status_seed.json").read_text(),
+        )
+        m.get(
+            re.compile("https://na4-ing.dm-us.informaticacloud.com/sisvc/monitor/v1/(jobs|statistics)/.*"),
+            status_code=404,
+        )
         app = make_app(make_settings([target(login_url="https://dm-us.informaticacloud.com", login_api="v2")]))
         samples = parse(probe_text(app))
     assert login.last_request.json() == {"@type": "login", "username": "monitor", "password": PASSWORD}
@@ -95,13 +109,16 @@ def test_login_v2_and_server_url_rule() -> None:
     assert current_state(samples, job_id=SEED_ID) == "running"
 
 
-@pytest.mark.parametrize(("server", "expected"), [
-    ("https://na4.dm-us.informaticacloud.com/saas", "https://na4-ing.dm-us.informaticacloud.com"),
-    ("https://usw1.dm2-us.informaticacloud.com/saas/", "https://usw1-ing.dm2-us.informaticacloud.com"),
-    ("https://usw1-ing.dm2-us.informaticacloud.com", "https://usw1-ing.dm2-us.informaticacloud.com"),
-    ("http://127.0.0.1:8080/saas", "http://127.0.0.1:8080"),
-    ("http://localhost:8080/saas", "http://localhost:8080"),
-])
+@pytest.mark.parametrize(
+    ("server", "expected"),
+    [
+        ("https://na4.dm-us.informaticacloud.com/saas", "https://na4-ing.dm-us.informaticacloud.com"),
+        ("https://usw1.dm2-us.informaticacloud.com/saas/", "https://usw1-ing.dm2-us.informaticacloud.com"),
+        ("https://usw1-ing.dm2-us.informaticacloud.com", "https://usw1-ing.dm2-us.informaticacloud.com"),
+        ("http://127.0.0.1:8080/saas", "http://127.0.0.1:8080"),
+        ("http://localhost:8080/saas", "http://localhost:8080"),
+    ],
+)
 def test_sisvc_url_rule(server: str, expected: str) -> None:
     assert sisvc_url(server) == expected
 
@@ -109,8 +126,10 @@ def test_sisvc_url_rule(server: str, expected: str) -> None:
 def test_configured_server_url_wins() -> None:
     with rm.Mocker() as m:
         mock_login(m)
-        status = m.get(f"https://sisvc.example.test/sisvc/monitor/v1/status/dataflows/{SEED_ID}",
-                       text=(FIXTURES / "status_seed.json").read_text())
+        status = m.get(
+            f"https://sisvc.example.test/sisvc/monitor/v1/status/dataflows/{SEED_ID}",
+            text=(FIXTURES / "status_seed.json").read_text(),
+        )
         m.get(re.compile("https://sisvc.example.test/sisvc/monitor/v1/(jobs|statistics)/.*"), status_code=404)
         probe_text(make_app(make_settings([target(server_url="https://sisvc.example.test")])))
     assert status.called
@@ -125,8 +144,10 @@ def test_expired_session_renewed_with_one_login_for_concurrent_calls() -> None:
 
     def login(_request: Any, _context: Any) -> dict[str, Any]:
         issued.append(f"session-{len(issued) + 1}")
-        return {"userInfo": {"sessionId": issued[-1]},
-                "products": [{"baseApiUrl": "https://usw1.dm2-us.informaticacloud.com/saas"}]}
+        return {
+            "userInfo": {"sessionId": issued[-1]},
+            "products": [{"baseApiUrl": "https://usw1.dm2-us.informaticacloud.com/saas"}],
+        }
 
     def status(request: Any, context: Any) -> dict[str, Any]:
         if request.headers["IDS-SESSION-ID"] in expired_sessions:
@@ -152,8 +173,11 @@ def test_one_missing_dataflow_is_unknown_and_counted_others_unaffected() -> None
     missing = "11111111-2222-3333-4444-555555555555"
     with rm.Mocker() as m:
         mock_seed(m)
-        m.get(f"{SISVC}/status/dataflows/{missing}", status_code=404,
-              json={"error": {"code": "SISVC_404", "message": "Dataflow not found"}})
+        m.get(
+            f"{SISVC}/status/dataflows/{missing}",
+            status_code=404,
+            json={"error": {"code": "SISVC_404", "message": "Dataflow not found"}},
+        )
         app = make_app(make_settings([target(dataflows=[SEED_ID, {"id": missing, "name": "gone"}])]))
         samples = parse(get(app, "/metrics")[1])
     assert current_state(samples, job_id=SEED_ID) == "running"
@@ -173,10 +197,18 @@ def test_unknown_vendor_state_kept() -> None:
     assert value(samples, "ingestion_scrape_success", target="infa") == 1
 
 
-@pytest.mark.parametrize(("vendor", "state"), [
-    ("Deploying", "starting"), ("Up and Running", "running"), ("Running with Warning", "degraded"),
-    ("Running with Error", "failed"), ("Undeployed", "stopped"), ("Stopped", "stopped"), ("Running", "running"),
-])
+@pytest.mark.parametrize(
+    ("vendor", "state"),
+    [
+        ("Deploying", "starting"),
+        ("Up and Running", "running"),
+        ("Running with Warning", "degraded"),
+        ("Running with Error", "failed"),
+        ("Undeployed", "stopped"),
+        ("Stopped", "stopped"),
+        ("Running", "running"),
+    ],
+)
 def test_documented_states(vendor: str, state: str) -> None:
     doc = json.loads((FIXTURES / "status_seed.json").read_text()) | {"status": vendor}
     with rm.Mocker() as m:
@@ -186,8 +218,9 @@ def test_documented_states(vendor: str, state: str) -> None:
     assert current_state(samples, job_id=SEED_ID) == state
 
 
-@pytest.mark.parametrize("body", ["{\"dataflowName\": ", "<html>502 Bad Gateway</html>", "[1, 2]",
-                                  "{\"dataflowName\": 5, \"reports\": \"none\"}"])
+@pytest.mark.parametrize(
+    "body", ['{"dataflowName": ', "<html>502 Bad Gateway</html>", "[1, 2]", '{"dataflowName": 5, "reports": "none"}']
+)
 def test_malformed_status_is_invalid_response(body: str) -> None:
     with rm.Mocker() as m:
         mock_seed(m)
@@ -242,9 +275,20 @@ def test_jobs_resource_of_a_deploying_run_is_read_again_once_its_status_moves_on
 def test_statistics_give_throughput_counters() -> None:
     with rm.Mocker() as m:
         mock_seed(m)
-        stats = m.get(f"{SISVC}/statistics/dataflows/{SEED_ID}", json={
-            "dataflowId": SEED_ID, "dataflowRunId": 42563, "startTime": 1644839000000, "stopTime": None,
-            "inMessages": 120, "outMessages": 118, "inBytes": 4096, "outBytes": "4000", "nodes": []})
+        stats = m.get(
+            f"{SISVC}/statistics/dataflows/{SEED_ID}",
+            json={
+                "dataflowId": SEED_ID,
+                "dataflowRunId": 42563,
+                "startTime": 1644839000000,
+                "stopTime": None,
+                "inMessages": 120,
+                "outMessages": 118,
+                "inBytes": 4096,
+                "outBytes": "4000",
+                "nodes": [],
+            },
+        )
         samples = parse(probe_text(make_app(make_settings([target()]))))
     assert stats.last_request.qs == {"intervals": ["30"], "overall": ["true"]}
     assert value(samples, "ingestion_job_read_records_total", job_id=SEED_ID) == 120
@@ -275,8 +319,11 @@ def test_failed_renewal_is_not_repeated_by_every_job() -> None:
 
 def test_login_refused_marks_target_and_keeps_jobs_visible() -> None:
     with rm.Mocker() as m:
-        m.post(f"{LOGIN}/saas/public/core/v3/login", status_code=401, json={
-            "error": {"code": "IDS_085", "message": "Invalid user name or password.", "requestId": "x"}})
+        m.post(
+            f"{LOGIN}/saas/public/core/v3/login",
+            status_code=401,
+            json={"error": {"code": "IDS_085", "message": "Invalid user name or password.", "requestId": "x"}},
+        )
         status = m.get(re.compile(f"{SISVC}/.*"), json={})
         samples = parse(get(make_app(make_settings([target()])), "/metrics")[1])
     assert not status.called
@@ -302,9 +349,16 @@ def test_discovery_through_objects_api() -> None:
     other = "22222222-2222-2222-2222-222222222222"
     with rm.Mocker() as m:
         mock_seed(m)
-        objects = m.get("https://usw1.dm2-us.informaticacloud.com/saas/public/core/v3/objects", json={
-            "count": 2, "objects": [{"id": SEED_ID, "path": "Default/testmonitor", "type": "SI_DATAFLOW"},
-                                    {"id": other, "path": "Default/skip-me", "type": "SI_DATAFLOW"}]})
+        objects = m.get(
+            "https://usw1.dm2-us.informaticacloud.com/saas/public/core/v3/objects",
+            json={
+                "count": 2,
+                "objects": [
+                    {"id": SEED_ID, "path": "Default/testmonitor", "type": "SI_DATAFLOW"},
+                    {"id": other, "path": "Default/skip-me", "type": "SI_DATAFLOW"},
+                ],
+            },
+        )
         app = make_app(make_settings([target(dataflows=[], discovery={"enabled": True, "exclude": ["^skip"]})]))
         samples = parse(probe_text(app))
         probe_text(app)

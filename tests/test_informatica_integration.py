@@ -17,15 +17,18 @@ NAME = "sim-infa"
 
 @pytest.fixture
 def sim() -> Iterator[Simulator]:
-    with Simulator(SimulatorOptions(host="127.0.0.1", port=0, jobs=4, platforms=["informatica"],
-                                    transition_seconds=3600)) as simulator:
+    with Simulator(
+        SimulatorOptions(host="127.0.0.1", port=0, jobs=4, platforms=["informatica"], transition_seconds=3600)
+    ) as simulator:
         yield simulator
 
 
 def exporter_for(sim: Simulator, monkeypatch: pytest.MonkeyPatch, **overrides: Any) -> ExporterApp:
     monkeypatch.setenv("INGESTION_EXPORTER_SIM_INFA_PASSWORD", sim.credentials["informatica"]["password"])
     document: dict[str, Any] = {
-        "name": NAME, "platform": "informatica", "login_url": sim.url,
+        "name": NAME,
+        "platform": "informatica",
+        "login_url": sim.url,
         "username": sim.credentials["informatica"]["username"],
         "dataflows": [job["id"] for job in sim.jobs("informatica")],
     }
@@ -40,13 +43,19 @@ def scrape(app: ExporterApp) -> Samples:
 
 
 def states(samples: Samples) -> dict[str, str]:
-    return {dict(labels)["job_id"]: dict(labels)["state"] for (name, labels), v in samples.items()
-            if name == "ingestion_job_state" and v == 1.0}
+    return {
+        dict(labels)["job_id"]: dict(labels)["state"]
+        for (name, labels), v in samples.items()
+        if name == "ingestion_job_state" and v == 1.0
+    }
 
 
 def login_count(sim: Simulator) -> int:
-    return sum(n for (platform, endpoint, _), n in sim.stats().items()
-               if platform == "informatica" and endpoint.startswith("login"))
+    return sum(
+        n
+        for (platform, endpoint, _), n in sim.stats().items()
+        if platform == "informatica" and endpoint.startswith("login")
+    )
 
 
 def test_jobs_in_several_states_with_details(sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -93,17 +102,21 @@ def test_upstream_killed_mid_run_then_recovers(sim: Simulator, monkeypatch: pyte
     assert "unknown" not in states(back).values()
 
 
-@pytest.mark.parametrize(("kind", "extra", "reason"), [
-    ("error", {"status": 500}, "http_status"),
-    ("html_error", {}, "http_status"),
-    ("malformed", {}, "invalid_response"),
-    ("empty", {}, "invalid_response"),
-    ("wrong_types", {}, "invalid_response"),
-    ("hang", {"seconds": 5}, "timeout"),
-    ("rate_limit", {"retry_after": 1}, "rate_limited"),
-])
-def test_status_faults_affect_only_that_call(sim: Simulator, monkeypatch: pytest.MonkeyPatch, kind: str,
-                                             extra: dict[str, Any], reason: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "extra", "reason"),
+    [
+        ("error", {"status": 500}, "http_status"),
+        ("html_error", {}, "http_status"),
+        ("malformed", {}, "invalid_response"),
+        ("empty", {}, "invalid_response"),
+        ("wrong_types", {}, "invalid_response"),
+        ("hang", {"seconds": 5}, "timeout"),
+        ("rate_limit", {"retry_after": 1}, "rate_limited"),
+    ],
+)
+def test_status_faults_affect_only_that_call(
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch, kind: str, extra: dict[str, Any], reason: str
+) -> None:
     app = exporter_for(sim, monkeypatch, max_concurrency=1)
     scrape(app)
     sim.faults.add({"platform": "informatica", "endpoint": "status", "kind": kind, "count": 1, **extra})
@@ -125,8 +138,11 @@ def test_unknown_status_value(sim: Simulator, monkeypatch: pytest.MonkeyPatch) -
     samples = scrape(app)
     unknown = [job for job, state in states(samples).items() if state == "unknown"]
     assert len(unknown) == 1
-    vendor = [dict(labels)["vendor_state"] for (name, labels), v in samples.items()
-              if name == "ingestion_job_vendor_state" and dict(labels)["job_id"] == unknown[0]]
+    vendor = [
+        dict(labels)["vendor_state"]
+        for (name, labels), v in samples.items()
+        if name == "ingestion_job_vendor_state" and dict(labels)["job_id"] == unknown[0]
+    ]
     assert vendor and vendor[0] not in {"running", "up_and_running", "deploying", "stopped", "undeployed"}
     assert value(samples, "ingestion_scrape_success", target=NAME) == 1
 
@@ -134,9 +150,19 @@ def test_unknown_status_value(sim: Simulator, monkeypatch: pytest.MonkeyPatch) -
 def test_wrong_password_is_auth_and_jobs_stay_visible(sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:
     app = exporter_for(sim, monkeypatch)
     monkeypatch.setenv("INGESTION_EXPORTER_BAD_PASSWORD", "not-the-password")
-    bad = make_app(make_settings([{
-        "name": "bad", "platform": "informatica", "login_url": sim.url, "username": "monitor",
-        "dataflows": [sim.jobs("informatica")[0]["id"]]}]))
+    bad = make_app(
+        make_settings(
+            [
+                {
+                    "name": "bad",
+                    "platform": "informatica",
+                    "login_url": sim.url,
+                    "username": "monitor",
+                    "dataflows": [sim.jobs("informatica")[0]["id"]],
+                }
+            ]
+        )
+    )
     samples = scrape(bad)
     assert current_state(samples, job_id=sim.jobs("informatica")[0]["id"]) == "unknown"
     assert value(samples, "ingestion_scrape_errors_total", reason="auth") == 1

@@ -30,7 +30,10 @@ class Running:
         self.log_lines: list[str] = []
         self.process = subprocess.Popen(
             [*(prefix or []), sys.executable, "-m", "exporter", "--web.listen-address", "127.0.0.1:0", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **(env or {})},
         )
         self.url = self._wait_for_address()
 
@@ -68,11 +71,17 @@ def demo() -> Iterator[Running]:
 
 def test_demo_serves_informatica_jobs_within_five_seconds(demo: Running) -> None:
     samples = parse(requests.get(demo.url + "/metrics", timeout=5).text)
-    flows = {dict(labels)["job_id"] for (name, labels) in samples
-             if name == "ingestion_job_state" and dict(labels)["platform"] == "informatica"}
+    flows = {
+        dict(labels)["job_id"]
+        for (name, labels) in samples
+        if name == "ingestion_job_state" and dict(labels)["platform"] == "informatica"
+    }
     assert len(flows) >= 3
-    current = {dict(labels)["state"] for (name, labels), v in samples.items()
-               if name == "ingestion_job_state" and v == 1 and dict(labels)["platform"] == "informatica"}
+    current = {
+        dict(labels)["state"]
+        for (name, labels), v in samples.items()
+        if name == "ingestion_job_state" and v == 1 and dict(labels)["platform"] == "informatica"
+    }
     assert len(current) >= 3, current
 
 
@@ -96,8 +105,9 @@ def test_sigterm_as_pid_1() -> None:
         pytest.fail("cannot create a PID namespace here: " + probe.stderr.decode())
     running = Running(["--demo", "--log.level", "debug"], prefix=["unshare", "--pid", "--fork", "--mount-proc"])
     requests.get(running.url + "/metrics", timeout=5)
-    pid_one = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(running.process.pid)], capture_output=True,
-                             text=True, check=False).stdout
+    pid_one = subprocess.run(
+        ["ps", "-o", "pid=,args=", "--ppid", str(running.process.pid)], capture_output=True, text=True, check=False
+    ).stdout
     assert "exporter" in pid_one
     # SIGTERM to unshare is not forwarded; signal the namespace's PID 1 (the exporter) directly.
     child = int(pid_one.split()[0])
@@ -115,15 +125,38 @@ def test_no_secret_in_logs_metrics_landing_page_or_check_config(tmp_path: Path) 
         secret_file.write_text(password)
         wrong = "Wr0ng-but-secret-too"
         config = tmp_path / "config.yml"
-        config.write_text(yaml.safe_dump({"targets": [
-            {"name": "good", "platform": "informatica", "login_url": sim.url, "username": "monitor",
-             "password_file": str(secret_file), "dataflows": [job["id"] for job in sim.jobs("informatica")]},
-            {"name": "bad", "platform": "informatica", "login_url": sim.url, "username": "monitor",
-             "dataflows": ["a"]},
-        ]}))
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "targets": [
+                        {
+                            "name": "good",
+                            "platform": "informatica",
+                            "login_url": sim.url,
+                            "username": "monitor",
+                            "password_file": str(secret_file),
+                            "dataflows": [job["id"] for job in sim.jobs("informatica")],
+                        },
+                        {
+                            "name": "bad",
+                            "platform": "informatica",
+                            "login_url": sim.url,
+                            "username": "monitor",
+                            "dataflows": ["a"],
+                        },
+                    ]
+                }
+            )
+        )
         env = {"INGESTION_EXPORTER_BAD_PASSWORD": wrong}
-        check = subprocess.run([sys.executable, "-m", "exporter", "--check-config", "--config.file", str(config)],
-                               capture_output=True, text=True, env={**os.environ, **env}, check=False, timeout=30)
+        check = subprocess.run(
+            [sys.executable, "-m", "exporter", "--check-config", "--config.file", str(config)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+            check=False,
+            timeout=30,
+        )
         assert check.returncode == 0, check.stderr
         running = Running(["--config.file", str(config), "--log.level", "debug"], env=env)
         outputs = [check.stdout, check.stderr]
@@ -146,11 +179,28 @@ def test_sigterm_during_a_hung_upstream_call(tmp_path: Path) -> None:
     with Simulator(SimulatorOptions(host="127.0.0.1", port=0, jobs=2, platforms=["informatica"])) as sim:
         sim.faults.add({"platform": "informatica", "endpoint": "status", "kind": "hang", "seconds": 30})
         config = tmp_path / "config.yml"
-        config.write_text(yaml.safe_dump({"scrape_budget_seconds": 25, "targets": [
-            {"name": "hung", "platform": "informatica", "login_url": sim.url, "username": "monitor",
-             "timeouts": {"read_seconds": 30}, "dataflows": [job["id"] for job in sim.jobs("informatica")]}]}))
-        running = Running(["--config.file", str(config)],
-                          env={"INGESTION_EXPORTER_HUNG_PASSWORD": sim.credentials["informatica"]["password"]})
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "scrape_budget_seconds": 25,
+                    "targets": [
+                        {
+                            "name": "hung",
+                            "platform": "informatica",
+                            "login_url": sim.url,
+                            "username": "monitor",
+                            "timeouts": {"read_seconds": 30},
+                            "dataflows": [job["id"] for job in sim.jobs("informatica")],
+                        }
+                    ],
+                }
+            )
+        )
+        running = Running(
+            ["--config.file", str(config)],
+            env={"INGESTION_EXPORTER_HUNG_PASSWORD": sim.credentials["informatica"]["password"]},
+        )
+
         def scrape() -> None:
             with contextlib.suppress(requests.RequestException):  # the exporter goes away mid-answer
                 requests.get(running.url + "/metrics", timeout=30)

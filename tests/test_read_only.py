@@ -133,19 +133,22 @@ def test_exporter_sends_only_read_calls(platform: str, monkeypatch: pytest.Monke
     assert violations(platform, sent, url) == []
 
 
-@pytest.mark.parametrize(("platform", "method", "path"), [
-    ("siren", "POST", "/_siren/connector/jobs/ingestion/postgres-events/_abort"),
-    ("siren", "GET", "/_siren/connector/jobs/ingestion/postgres-events/_abort"),
-    ("siren", "DELETE", "/_siren/connector/jobs/ingestion/postgres-events"),
-    ("siren", "PUT", "/_siren/connector/jobs/ingestion/postgres-events"),
-    ("informatica", "POST", "/sisvc/monitor/v1/status/dataflows/1948938e"),
-    ("informatica", "DELETE", "/saas/public/core/v3/objects"),
-    ("dataarts", "POST", "/v1/project/jobs/orders/start"),
-    ("dataarts", "POST", "/v1/project/jobs/orders/stop"),
-    ("cloudstream", "POST", "/v1.0/project/jobs/12/stop"),
-    ("cloudstream", "DELETE", "/v1.0/project/jobs"),
-    ("cloudstream", "POST", "/v1.0/project/jobs"),
-])
+@pytest.mark.parametrize(
+    ("platform", "method", "path"),
+    [
+        ("siren", "POST", "/_siren/connector/jobs/ingestion/postgres-events/_abort"),
+        ("siren", "GET", "/_siren/connector/jobs/ingestion/postgres-events/_abort"),
+        ("siren", "DELETE", "/_siren/connector/jobs/ingestion/postgres-events"),
+        ("siren", "PUT", "/_siren/connector/jobs/ingestion/postgres-events"),
+        ("informatica", "POST", "/sisvc/monitor/v1/status/dataflows/1948938e"),
+        ("informatica", "DELETE", "/saas/public/core/v3/objects"),
+        ("dataarts", "POST", "/v1/project/jobs/orders/start"),
+        ("dataarts", "POST", "/v1/project/jobs/orders/stop"),
+        ("cloudstream", "POST", "/v1.0/project/jobs/12/stop"),
+        ("cloudstream", "DELETE", "/v1.0/project/jobs"),
+        ("cloudstream", "POST", "/v1.0/project/jobs"),
+    ],
+)
 def test_allow_list_refuses_mutating_calls(platform: str, method: str, path: str) -> None:
     assert not allowed(platform, method, path)
 
@@ -159,8 +162,10 @@ def aborting_collector(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         original(self, ctx, out)
         job_id = self.known_jobs()[0].job_id
         self.upstream.request(
-            "POST", f"{self.config.base_url}/_siren/connector/jobs/ingestion/{job_id}/_abort",
-            endpoint="abort", deadline=ctx.deadline,
+            "POST",
+            f"{self.config.base_url}/_siren/connector/jobs/ingestion/{job_id}/_abort",
+            endpoint="abort",
+            deadline=ctx.deadline,
         )
 
     monkeypatch.setattr(SirenCollector, "collect", collect)

@@ -38,9 +38,20 @@ def sim() -> Iterator[Simulator]:
 
 def config(sim: Simulator, directory: Path, names: tuple[str, ...] = ("alpha",), **extra: Any) -> dict[str, Any]:
     flows = [job["id"] for job in sim.jobs("informatica")]
-    return {"targets": [{"name": name, "platform": "informatica", "login_url": sim.url, "username": "monitor",
-                         "password_file": str(directory / "password"), "dataflows": flows, **extra}
-                        for name in names]}
+    return {
+        "targets": [
+            {
+                "name": name,
+                "platform": "informatica",
+                "login_url": sim.url,
+                "username": "monitor",
+                "password_file": str(directory / "password"),
+                "dataflows": flows,
+                **extra,
+            }
+            for name in names
+        ]
+    }
 
 
 def write(path: Path, document: dict[str, Any]) -> None:
@@ -107,8 +118,9 @@ class InProcess:
         self.telemetry = Telemetry(self.registry)
         self.app = ExporterApp(build(self.load(), self.registry, self.telemetry), self.registry, "/metrics")
         self.app.ready.set()
-        self.reloader = Reloader(self.app, self.load, lambda s: build(s, self.registry, self.telemetry),
-                                 self.telemetry, close_after=0.0)
+        self.reloader = Reloader(
+            self.app, self.load, lambda s: build(s, self.registry, self.telemetry), self.telemetry, close_after=0.0
+        )
         self.app.reload = self.reloader
 
     def load(self) -> RootSettings:
@@ -201,8 +213,15 @@ def test_reload_replaces_the_web_config_and_refuses_a_broken_one(sim: Simulator,
     write(web_path, {"basic_auth_users": {"prometheus": bcrypt_hash("first-password")}})
     exporter = InProcess(path)
     holder = WebConfigHolder(load_web_config(web_path))
-    exporter.reloader = Reloader(exporter.app, exporter.load, lambda s: build(s, exporter.registry, exporter.telemetry),
-                                 exporter.telemetry, lambda: load_web_config(web_path), holder, close_after=0.0)
+    exporter.reloader = Reloader(
+        exporter.app,
+        exporter.load,
+        lambda s: build(s, exporter.registry, exporter.telemetry),
+        exporter.telemetry,
+        lambda: load_web_config(web_path),
+        holder,
+        close_after=0.0,
+    )
     guarded = protect(exporter.app, holder)
 
     def status(password: str) -> str:

@@ -30,6 +30,7 @@ def slow_status(delay: float) -> Any:
     def answer(_request: Any, _context: Any) -> str:
         time.sleep(delay)
         return (FIXTURES / "status_seed.json").read_text()
+
     return answer
 
 
@@ -165,9 +166,14 @@ def test_gzip_when_asked() -> None:
     assert b"ingestion_job_state" in gzip.decompress(body)
 
 
-@pytest.mark.parametrize(("address", "expected"), [
-    (":9867", ("0.0.0.0", 9867)), ("127.0.0.1:1", ("127.0.0.1", 1)), ("[::1]:9867", ("::1", 9867)),
-])
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        (":9867", ("0.0.0.0", 9867)),
+        ("127.0.0.1:1", ("127.0.0.1", 1)),
+        ("[::1]:9867", ("::1", 9867)),
+    ],
+)
 def test_listen_address(address: str, expected: tuple[str, int]) -> None:
     assert parse_listen_address(address) == expected
 

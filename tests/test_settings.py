@@ -22,9 +22,13 @@ def write(tmp_path: Path, document: object) -> Path:
 
 
 def informatica(**overrides: object) -> dict[str, object]:
-    document: dict[str, object] = {"name": "infa-prod", "platform": "informatica",
-                                   "login_url": "https://dm-us.informaticacloud.com", "username": "monitor",
-                                   "dataflows": ["1948938e-3923-4602-aba8-f122e3d66faf"]}
+    document: dict[str, object] = {
+        "name": "infa-prod",
+        "platform": "informatica",
+        "login_url": "https://dm-us.informaticacloud.com",
+        "username": "monitor",
+        "dataflows": ["1948938e-3923-4602-aba8-f122e3d66faf"],
+    }
     document.update(overrides)
     return document
 
@@ -61,15 +65,18 @@ def test_environment_overrides_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 def test_inline_secret_refused(tmp_path: Path) -> None:
     lines = errors_of(tmp_path, {"targets": [informatica(password=SECRET)]})
-    assert lines == ["targets[0]: password: secrets are not accepted inline; use password_file or the environment "
-                     "variable INGESTION_EXPORTER_INFA_PROD_PASSWORD"]
+    assert lines == [
+        "targets[0]: password: secrets are not accepted inline; use password_file or the environment "
+        "variable INGESTION_EXPORTER_INFA_PROD_PASSWORD"
+    ]
     assert SECRET not in "".join(lines)
 
 
 def test_missing_secret_names_both_sources(tmp_path: Path) -> None:
     assert errors_of(tmp_path, {"targets": [informatica()]}) == [
         "targets[0]: password: required; set password_file or the environment variable "
-        "INGESTION_EXPORTER_INFA_PROD_PASSWORD"]
+        "INGESTION_EXPORTER_INFA_PROD_PASSWORD"
+    ]
 
 
 def test_unreadable_secret_file(tmp_path: Path) -> None:
@@ -77,19 +84,26 @@ def test_unreadable_secret_file(tmp_path: Path) -> None:
     assert lines == [f"targets[0]: password_file: cannot read {tmp_path / 'absent'}: No such file or directory"]
 
 
-@pytest.mark.parametrize(("change", "expected"), [
-    ({"login_url": "ftp://host"}, "targets[0].login_url: Value error, must be an http:// or https:// URL with a host"),
-    ({"username": None}, "targets[0].username: Input should be a valid string"),
-    ({"proxy_url": "http://user:Pr0xyPass@proxy:3128"}, "targets[0].proxy_url: Value error, credentials do not go"),
-    ({"max_concurrency": 0}, "targets[0].max_concurrency: Input should be greater than or equal to 1"),
-    ({"timeouts": {"read_seconds": "soon"}}, "targets[0].timeouts.read_seconds: Input should be a valid number"),
-    ({"tls": {"ca_file": "/no/such/ca.pem"}}, "targets[0].tls: ca_file: no such file: /no/such/ca.pem"),
-    ({"colour": "blue"}, "targets[0].colour: Extra inputs are not permitted"),
-    ({"dataflows": []}, "targets[0]: Value error, dataflows: list at least one dataflow id, or enable discovery"),
-    ({"name": "has space"}, "targets[0].name: String should match pattern"),
-])
-def test_field_errors_name_the_field(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: dict[str, object],
-                                     expected: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            {"login_url": "ftp://host"},
+            "targets[0].login_url: Value error, must be an http:// or https:// URL with a host",
+        ),
+        ({"username": None}, "targets[0].username: Input should be a valid string"),
+        ({"proxy_url": "http://user:Pr0xyPass@proxy:3128"}, "targets[0].proxy_url: Value error, credentials do not go"),
+        ({"max_concurrency": 0}, "targets[0].max_concurrency: Input should be greater than or equal to 1"),
+        ({"timeouts": {"read_seconds": "soon"}}, "targets[0].timeouts.read_seconds: Input should be a valid number"),
+        ({"tls": {"ca_file": "/no/such/ca.pem"}}, "targets[0].tls: ca_file: no such file: /no/such/ca.pem"),
+        ({"colour": "blue"}, "targets[0].colour: Extra inputs are not permitted"),
+        ({"dataflows": []}, "targets[0]: Value error, dataflows: list at least one dataflow id, or enable discovery"),
+        ({"name": "has space"}, "targets[0].name: String should match pattern"),
+    ],
+)
+def test_field_errors_name_the_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: dict[str, object], expected: str
+) -> None:
     monkeypatch.setenv("INGESTION_EXPORTER_INFA_PROD_PASSWORD", SECRET)
     lines = errors_of(tmp_path, {"targets": [informatica(**change)]})
     assert any(line.startswith(expected) for line in lines), lines
@@ -112,8 +126,9 @@ def test_not_yaml_and_not_mapping(tmp_path: Path) -> None:
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "exporter", *args], capture_output=True, text=True, timeout=30,
-                          env=env, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args], capture_output=True, text=True, timeout=30, env=env, check=False
+    )
 
 
 def test_cli_bad_config_exits_2_without_traceback(tmp_path: Path) -> None:

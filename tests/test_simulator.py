@@ -72,7 +72,7 @@ def example(page: str) -> Any:
     if not pages:
         pytest.skip(f"api-docs page {page} not found under {API_DOCS}")
     text = pages[0].read_text()
-    return json.loads(text[text.index("\n{\n") + 1:])
+    return json.loads(text[text.index("\n{\n") + 1 :])
 
 
 # --- authentication ------------------------------------------------------------------------------------
@@ -88,8 +88,9 @@ def test_login_v3_gives_a_session_and_the_base_api_url(sim: Simulator) -> None:
 
 
 def test_login_v3_with_a_bad_password_is_401_ids_085(sim: Simulator) -> None:
-    reply = requests.post(f"{sim.url}/saas/public/core/v3/login",
-                          json={"username": "monitor", "password": "wrong"}, timeout=5)
+    reply = requests.post(
+        f"{sim.url}/saas/public/core/v3/login", json={"username": "monitor", "password": "wrong"}, timeout=5
+    )
     assert reply.status_code == 401
     error = reply.json()["error"]
     assert (error["code"], error["message"]) == ("IDS_085", "Invalid user name or password.")
@@ -107,8 +108,12 @@ def test_login_v2_gives_ic_session_id_and_bad_password_is_403(sim: Simulator) ->
     assert get(sim, f"{SISVC}/status/dataflows/{flow}", good.json()["icSessionId"]).status_code == 200
     bad = requests.post(url, json={"@type": "login", "username": "monitor", "password": "x"}, timeout=5)
     assert bad.status_code == 403
-    assert bad.json() == {"code": "UI_10000", "description": "Invalid user name or password.",
-                          "statusCode": 403, "@type": "error"}
+    assert bad.json() == {
+        "code": "UI_10000",
+        "description": "Invalid user name or password.",
+        "statusCode": 403,
+        "@type": "error",
+    }
 
 
 def test_session_lives_while_used_expires_when_idle_and_a_new_login_works() -> None:
@@ -127,16 +132,16 @@ def test_session_lives_while_used_expires_when_idle_and_a_new_login_works() -> N
 def test_missing_or_wrong_session_header_is_401(sim: Simulator) -> None:
     session, flow = login(sim), flow_ids(sim)[0]
     assert requests.get(f"{sim.url}{SISVC}/status/dataflows/{flow}", timeout=5).status_code == 401
-    wrong_header = requests.get(f"{sim.url}{SISVC}/status/dataflows/{flow}",
-                                headers={"INFA-SESSION-ID": session}, timeout=5)
+    wrong_header = requests.get(
+        f"{sim.url}{SISVC}/status/dataflows/{flow}", headers={"INFA-SESSION-ID": session}, timeout=5
+    )
     assert wrong_header.status_code == 401
     assert get(sim, f"{SISVC}/status/dataflows/{flow}", "made-up").status_code == 401
 
 
 def test_logout_ends_the_session(sim: Simulator) -> None:
     session, flow = login(sim), flow_ids(sim)[0]
-    logout = requests.post(f"{sim.url}/saas/public/core/v3/logout", headers={"INFA-SESSION-ID": session},
-                           timeout=5)
+    logout = requests.post(f"{sim.url}/saas/public/core/v3/logout", headers={"INFA-SESSION-ID": session}, timeout=5)
     assert logout.status_code == 204
     assert get(sim, f"{SISVC}/status/dataflows/{flow}", session).status_code == 401
 
@@ -166,8 +171,15 @@ def test_flows_start_spread_over_states_with_both_healthy_spellings(sim: Simulat
     documents = [status(sim, session, flow) for flow in flow_ids(sim)]
     states = [document["status"] for document in documents]
     assert len(set(states[:3])) == 3
-    assert {"Up and Running", "Running", "Running with Warning", "Running with Error", "Deploying", "Stopped",
-            "Undeployed"} == set(states)
+    assert {
+        "Up and Running",
+        "Running",
+        "Running with Warning",
+        "Running with Error",
+        "Deploying",
+        "Stopped",
+        "Undeployed",
+    } == set(states)
     warning = documents[states.index("Running with Warning")]
     assert [r["status"] for r in warning["reports"]] == ["Running", "Warning"]
     assert warning["reports"][-1]["message"]
@@ -199,11 +211,21 @@ def test_statistics_need_intervals_and_grow_while_running(sim: Simulator) -> Non
     assert missing.status_code == 400
     assert missing.json()["error"]["code"] == "SISVC_400"
     before = statistics(sim, session, flow).json()
-    assert set(before) == {"dataflowId", "dataflowRunId", "startTime", "stopTime", "inMessages",
-                           "outMessages", "inBytes", "outBytes", "nodes"}
+    assert set(before) == {
+        "dataflowId",
+        "dataflowRunId",
+        "startTime",
+        "stopTime",
+        "inMessages",
+        "outMessages",
+        "inBytes",
+        "outBytes",
+        "nodes",
+    }
     assert before["stopTime"] is None and before["inMessages"] > 0
     assert {tuple(sorted(node)) for node in before["nodes"]} == {
-        ("id", "inBytes", "inMessages", "name", "outBytes", "outMessages")}
+        ("id", "inBytes", "inMessages", "name", "outBytes", "outMessages")
+    }
     sim.clock.advance(10)
     after = statistics(sim, session, flow).json()
     assert 1000 <= after["inMessages"] - before["inMessages"] <= 5000
@@ -218,8 +240,7 @@ def test_history_and_objects_list_runs_and_dataflows(sim: Simulator) -> None:
     assert [run["runId"] for run in history] == sorted((run["runId"] for run in history), reverse=True)
     url, infa = f"{sim.url}/saas/public/core/v3/objects", {"INFA-SESSION-ID": session}
     pages = [
-        requests.get(url, params={"q": "type=='SI_DATAFLOW'", "limit": 3, "skip": skip}, headers=infa,
-                     timeout=5).json()
+        requests.get(url, params={"q": "type=='SI_DATAFLOW'", "limit": 3, "skip": skip}, headers=infa, timeout=5).json()
         for skip in (0, 3, 6)
     ]
     assert {page["count"] for page in pages} == {8}
@@ -285,8 +306,7 @@ def test_seed_mode_serves_pages_000_and_001_verbatim() -> None:
             assert record.content == (SEEDS / "informatica_job.json").read_bytes()
         assert statistics(sim, session, SEED_FLOW).status_code == 404
         assert get(sim, f"{SISVC}/status/dataflows/{SEED_FLOW[:-1]}0", session).status_code == 404
-        forced = requests.post(f"{sim.url}/_sim/{INFA}/jobs/{SEED_FLOW}/state", json={"state": "Stopped"},
-                               timeout=5)
+        forced = requests.post(f"{sim.url}/_sim/{INFA}/jobs/{SEED_FLOW}/state", json={"state": "Stopped"}, timeout=5)
         assert forced.status_code == 400
     assert page.json() == example("000")
     assert record.json() == example("001")
@@ -348,18 +368,21 @@ def check_oversized(reply: requests.Response) -> None:
     assert set(reply.json()) == {"padding"}
 
 
-@pytest.mark.parametrize(("rule", "check"), [
-    ({"kind": "error", "status": 503}, check_error),
-    ({"kind": "html_error"}, check_html),
-    ({"kind": "rate_limit", "retry_after": 7}, check_rate_limit),
-    ({"kind": "malformed"}, check_malformed),
-    ({"kind": "empty"}, check_empty),
-    ({"kind": "wrong_types"}, check_wrong_types),
-    ({"kind": "missing_fields"}, check_missing_fields),
-    ({"kind": "unknown_state"}, check_unknown_state),
-    ({"kind": "auth"}, check_auth),
-    ({"kind": "oversized", "bytes": 2_000_000}, check_oversized),
-])
+@pytest.mark.parametrize(
+    ("rule", "check"),
+    [
+        ({"kind": "error", "status": 503}, check_error),
+        ({"kind": "html_error"}, check_html),
+        ({"kind": "rate_limit", "retry_after": 7}, check_rate_limit),
+        ({"kind": "malformed"}, check_malformed),
+        ({"kind": "empty"}, check_empty),
+        ({"kind": "wrong_types"}, check_wrong_types),
+        ({"kind": "missing_fields"}, check_missing_fields),
+        ({"kind": "unknown_state"}, check_unknown_state),
+        ({"kind": "auth"}, check_auth),
+        ({"kind": "oversized", "bytes": 2_000_000}, check_oversized),
+    ],
+)
 def test_fault_kinds_change_the_answer_once(
     sim: Simulator, rule: dict[str, Any], check: Callable[[requests.Response], None]
 ) -> None:
@@ -371,11 +394,16 @@ def test_fault_kinds_change_the_answer_once(
 
 def test_fault_errors_use_the_v2_shape_on_the_v2_login(sim: Simulator) -> None:
     sim.faults.add(FaultRule(kind="error", endpoint="login_v2"))
-    reply = requests.post(f"{sim.url}/ma/api/v2/user/login", json={"@type": "login", **sim.credentials[INFA]},
-                          timeout=5)
+    reply = requests.post(
+        f"{sim.url}/ma/api/v2/user/login", json={"@type": "login", **sim.credentials[INFA]}, timeout=5
+    )
     assert reply.status_code == 500
-    assert reply.json() == {"code": "SIM_500", "description": "Internal Server Error", "statusCode": 500,
-                            "@type": "error"}
+    assert reply.json() == {
+        "code": "SIM_500",
+        "description": "Internal Server Error",
+        "statusCode": 500,
+        "@type": "error",
+    }
     sim.faults.add(FaultRule(kind="error", endpoint="logout", status=520))
     odd = requests.post(f"{sim.url}/saas/public/core/v3/logout", timeout=5)
     assert (odd.status_code, odd.json()["error"]["code"]) == (520, "SIM_520")
@@ -461,17 +489,20 @@ def test_rate_and_count_limit_how_often_a_rule_fires(sim: Simulator) -> None:
     assert status(sim, session, flow)["dataflowId"] == flow
 
 
-@pytest.mark.parametrize("rule", [
-    {"kind": "flood"},
-    {"kind": "error", "endpoint": "nope"},
-    {"kind": "error", "platform": "nope"},
-    {"kind": "error", "status": 200},
-    {"kind": "error", "rate": "often"},
-    {"kind": "hang", "seconds": -1},
-    {"kind": "error", "count": 0},
-    {"kind": "error", "colour": "red"},
-    {"endpoint": "status"},
-])
+@pytest.mark.parametrize(
+    "rule",
+    [
+        {"kind": "flood"},
+        {"kind": "error", "endpoint": "nope"},
+        {"kind": "error", "platform": "nope"},
+        {"kind": "error", "status": 200},
+        {"kind": "error", "rate": "often"},
+        {"kind": "hang", "seconds": -1},
+        {"kind": "error", "count": 0},
+        {"kind": "error", "colour": "red"},
+        {"endpoint": "status"},
+    ],
+)
 def test_invalid_fault_rules_are_refused(sim: Simulator, rule: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         sim.faults.add(rule)
@@ -489,8 +520,7 @@ def test_control_api_drives_faults_stats_and_job_states(sim: Simulator) -> None:
     assert added.status_code == 201 and added.json()["id"]
     assert get(sim, f"{SISVC}/status/dataflows/{flow}", session).status_code == 500
     assert requests.delete(f"{control}/faults", timeout=5).status_code == 204
-    forced = requests.post(f"{control}/{INFA}/jobs/{flow}/state", json={"state": "Running with Error"},
-                           timeout=5)
+    forced = requests.post(f"{control}/{INFA}/jobs/{flow}/state", json={"state": "Running with Error"}, timeout=5)
     assert forced.json() == {"platform": INFA, "id": flow, "state": "Running with Error", "frozen": True}
     sim.clock.advance(600)
     frozen = status(sim, session, flow)
@@ -519,8 +549,7 @@ def test_stats_count_calls_per_platform_endpoint_and_method(sim: Simulator) -> N
         get(sim, f"{SISVC}/history/dataflows/{flow}", session)
     statistics(sim, session, flow)
     requests.post(f"{sim.url}{SISVC}/status/dataflows/{flow}", timeout=5)
-    assert sim.stats() == {(INFA, "login_v3", "POST"): 1, (INFA, "history", "GET"): 2,
-                           (INFA, "statistics", "GET"): 1}
+    assert sim.stats() == {(INFA, "login_v3", "POST"): 1, (INFA, "history", "GET"): 2, (INFA, "statistics", "GET"): 1}
     sim.reset_stats()
     assert sim.stats() == {}
 
@@ -530,8 +559,12 @@ def test_keep_alive_requests_answer_without_nagle_delays(sim: Simulator) -> None
     http = requests.Session()
     started = time.monotonic()
     for _ in range(20):
-        assert http.get(f"{sim.url}{SISVC}/status/dataflows/{flow}", headers={"IDS-SESSION-ID": session},
-                        timeout=5).status_code == 200
+        assert (
+            http.get(
+                f"{sim.url}{SISVC}/status/dataflows/{flow}", headers={"IDS-SESSION-ID": session}, timeout=5
+            ).status_code
+            == 200
+        )
     assert time.monotonic() - started < 0.5  # 40 ms a request when headers and body wait on delayed ACKs
 
 
@@ -546,8 +579,12 @@ def test_stop_frees_the_port_and_restart_serves_on_it_again() -> None:
     sim.start()
     url, session, flow = sim.url, login(sim), flow_ids(sim)[0]
     keep_alive = requests.Session()
-    assert keep_alive.get(f"{url}{SISVC}/status/dataflows/{flow}", headers={"IDS-SESSION-ID": session},
-                          timeout=5).status_code == 200
+    assert (
+        keep_alive.get(
+            f"{url}{SISVC}/status/dataflows/{flow}", headers={"IDS-SESSION-ID": session}, timeout=5
+        ).status_code
+        == 200
+    )
     sim.stop()
     sim.stop()
     with pytest.raises(requests.ConnectionError):
@@ -589,8 +626,19 @@ def test_options_are_checked() -> None:
 
 def test_standalone_command_prints_its_url_writes_credentials_and_exits_0_on_sigterm(tmp_path: Path) -> None:
     credentials = tmp_path / "credentials.json"
-    command = [sys.executable, "-m", "exporter.simulator", "--listen", "127.0.0.1:0", "--jobs", "2",
-               "--platforms", INFA, "--credentials-out", str(credentials)]
+    command = [
+        sys.executable,
+        "-m",
+        "exporter.simulator",
+        "--listen",
+        "127.0.0.1:0",
+        "--jobs",
+        "2",
+        "--platforms",
+        INFA,
+        "--credentials-out",
+        str(credentials),
+    ]
     environment = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=environment) as process:
         assert process.stdout is not None

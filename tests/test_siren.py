@@ -33,8 +33,13 @@ def _password(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def target(**overrides: Any) -> dict[str, Any]:
-    document: dict[str, Any] = {"name": "es", "platform": "siren", "base_url": ES, "username": "monitor",
-                                "jobs": ["postgres-events"]}
+    document: dict[str, Any] = {
+        "name": "es",
+        "platform": "siren",
+        "base_url": ES,
+        "username": "monitor",
+        "jobs": ["postgres-events"],
+    }
     document.update(overrides)
     return document
 
@@ -70,8 +75,15 @@ def scrape(**overrides: Any) -> dict[Any, float]:
 
 
 def hit(job_id: str, state: str, start: int, end: int | None = None, count: int = 0, **extra: Any) -> dict[str, Any]:
-    status: dict[str, Any] = {"version": 1, "id": job_id, "is_running": end is None, "start_time": start,
-                              "state": state, "count": count, **extra}
+    status: dict[str, Any] = {
+        "version": 1,
+        "id": job_id,
+        "is_running": end is None,
+        "start_time": start,
+        "state": state,
+        "count": count,
+        **extra,
+    }
     if end is not None:
         status["end_time"] = end
     return {"_id": f"{job_id}-run-{start}", "_source": {"ingestion": status}}
@@ -146,10 +158,17 @@ def test_seed_matches_golden_exposition() -> None:
     assert stable == GOLDEN.read_text()
 
 
-@pytest.mark.parametrize(("vendor", "state"), [
-    ("running", "running"), ("aborting", "stopping"), ("aborted", "stopped"), ("error", "failed"),
-    ("successful", "succeeded"), ("Quantum Flux", "unknown"),
-])
+@pytest.mark.parametrize(
+    ("vendor", "state"),
+    [
+        ("running", "running"),
+        ("aborting", "stopping"),
+        ("aborted", "stopped"),
+        ("error", "failed"),
+        ("successful", "succeeded"),
+        ("Quantum Flux", "unknown"),
+    ],
+)
 def test_documented_states(vendor: str, state: str) -> None:
     document = json.loads(fixture("job_running.json"))
     document["status"]["state"] = vendor
@@ -169,14 +188,23 @@ def test_job_finished_inside_window_and_no_longer_running_is_reported() -> None:
     start = 1_700_000_000_000
     running = hit("nightly", "running", start)["_source"]["ingestion"]
     with rm.Mocker() as m:
-        m.get(f"{JOBS}/ingestion", json={"jobs": [{"_id": "nightly", "type": "ingestion", "found": True,
-                                                   "status": running}]})
+        m.get(
+            f"{JOBS}/ingestion",
+            json={"jobs": [{"_id": "nightly", "type": "ingestion", "found": True, "status": running}]},
+        )
         m.get(SEARCH, json=empty_search())
         app = make_app(make_settings([target(jobs=[], discovery={"enabled": True})]))
         first = parse(probe(app))
         m.get(f"{JOBS}/ingestion", json={"jobs": []})
-        m.get(SEARCH, json={"hits": {"total": 1, "hits": [hit("nightly", "error", start, start + 90_000, 512,
-                                                                error=["boom", "bang"])]}})
+        m.get(
+            SEARCH,
+            json={
+                "hits": {
+                    "total": 1,
+                    "hits": [hit("nightly", "error", start, start + 90_000, 512, error=["boom", "bang"])],
+                }
+            },
+        )
         job_endpoint = m.get(f"{JOBS}/ingestion/nightly", status_code=500)
         second = parse(probe(app))
     job = {"job_id": "nightly", "job_name": "nightly"}
@@ -247,17 +275,21 @@ RUNNING_STATUS = json.loads(fixture("job_running.json"))["status"]
 RUNNING_DOC = json.loads(fixture("job_running.json"))
 
 
-@pytest.mark.parametrize("document", [
-    [RUNNING_DOC],
-    {"jobs": [RUNNING_DOC]},
-    {"ingestion": [RUNNING_DOC]},
-    [RUNNING_STATUS],
-    {"postgres-events": RUNNING_STATUS},
-    {"postgres-events": RUNNING_DOC},
-    {"postgres-events": "running"},
-    {"hits": {"total": 1, "hits": [{"_id": "run-1", "_source": {"ingestion": RUNNING_STATUS}}]}},
-    RUNNING_DOC,
-], ids=["list", "jobs", "by-type", "bare-list", "map-status", "map-doc", "map-state", "hits", "one-document"])
+@pytest.mark.parametrize(
+    "document",
+    [
+        [RUNNING_DOC],
+        {"jobs": [RUNNING_DOC]},
+        {"ingestion": [RUNNING_DOC]},
+        [RUNNING_STATUS],
+        {"postgres-events": RUNNING_STATUS},
+        {"postgres-events": RUNNING_DOC},
+        {"postgres-events": "running"},
+        {"hits": {"total": 1, "hits": [{"_id": "run-1", "_source": {"ingestion": RUNNING_STATUS}}]}},
+        RUNNING_DOC,
+    ],
+    ids=["list", "jobs", "by-type", "bare-list", "map-status", "map-doc", "map-state", "hits", "one-document"],
+)
 def test_running_list_shapes(document: Any) -> None:
     with rm.Mocker() as m:
         m.get(f"{JOBS}/ingestion", json=document)
@@ -316,8 +348,11 @@ def test_hits_total_both_forms(total: Any) -> None:
 @pytest.mark.parametrize("status_code", [200, 404])
 def test_found_false_is_unknown_not_found(status_code: int) -> None:
     with rm.Mocker() as m:
-        m.get(f"{JOBS}/ingestion/ghost", status_code=status_code, json={"_id": "ghost", "type": "ingestion",
-                                                                          "found": False})
+        m.get(
+            f"{JOBS}/ingestion/ghost",
+            status_code=status_code,
+            json={"_id": "ghost", "type": "ingestion", "found": False},
+        )
         m.get(SEARCH, json=empty_search())
         samples = scrape(jobs=[{"id": "ghost", "name": "Ghost job"}])
     job = {"job_id": "ghost", "job_name": "Ghost job"}
@@ -358,15 +393,22 @@ def test_auth_headers(monkeypatch: pytest.MonkeyPatch) -> None:
         assert {r.headers.get("Authorization") for r in m.request_history} == {expected}, overrides
 
 
-@pytest.mark.parametrize(("overrides", "env", "message"), [
-    ({"auth": "api_key"}, {}, "api_key: required with auth api_key; set api_key_file or the environment variable "
-                              "INGESTION_EXPORTER_ES_API_KEY"),
-    ({"auth": "api_key"}, {"API_KEY": "not-base64-and-no-colon!"}, "api_key: neither"),
-    ({"auth": "bearer"}, {}, "token: required"),
-    ({"auth": "basic", "username": None}, {}, "username: required"),
-    ({"jobs": []}, {}, "list at least one job id"),
-    ({"job_type": "Bad/Type"}, {}, "job_type"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "env", "message"),
+    [
+        (
+            {"auth": "api_key"},
+            {},
+            "api_key: required with auth api_key; set api_key_file or the environment variable "
+            "INGESTION_EXPORTER_ES_API_KEY",
+        ),
+        ({"auth": "api_key"}, {"API_KEY": "not-base64-and-no-colon!"}, "api_key: neither"),
+        ({"auth": "bearer"}, {}, "token: required"),
+        ({"auth": "basic", "username": None}, {}, "username: required"),
+        ({"jobs": []}, {}, "list at least one job id"),
+        ({"job_type": "Bad/Type"}, {}, "job_type"),
+    ],
+)
 def test_invalid_settings_name_the_field(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, overrides: dict[str, Any], env: dict[str, str], message: str
 ) -> None:
@@ -384,8 +426,14 @@ def test_invalid_settings_name_the_field(
 
 
 def test_401_keeps_jobs_visible_and_recovers_without_restart() -> None:
-    body = {"error": {"root_cause": [{"type": "security_exception", "reason": "unable to authenticate user"}],
-                      "type": "security_exception", "reason": "unable to authenticate user"}, "status": 401}
+    body = {
+        "error": {
+            "root_cause": [{"type": "security_exception", "reason": "unable to authenticate user"}],
+            "type": "security_exception",
+            "reason": "unable to authenticate user",
+        },
+        "status": 401,
+    }
     with rm.Mocker() as m:
         m.get(re.compile(f"{re.escape(JOBS)}/.*"), status_code=401, json=body)
         app = make_app(make_settings([target()]))
@@ -417,8 +465,14 @@ def test_no_credential_in_logs_metrics_or_landing_page(monkeypatch: pytest.Monke
     logs.configure("debug", "json", stream)
     settings = make_settings([target(auth="api_key", discovery={"enabled": True})])
     logs.REDACTOR.replace(settings.secret_values())
-    echo = {"error": {"root_cause": [{"type": "security_exception", "reason": f"bad key [{encoded}] [{raw_key}]"}],
-                      "type": "security_exception", "reason": f"bad key {encoded}"}, "status": 401}
+    echo = {
+        "error": {
+            "root_cause": [{"type": "security_exception", "reason": f"bad key [{encoded}] [{raw_key}]"}],
+            "type": "security_exception",
+            "reason": f"bad key {encoded}",
+        },
+        "status": 401,
+    }
     with rm.Mocker() as m:
         m.get(re.compile(f"{re.escape(JOBS)}/.*"), status_code=401, json=echo)
         app = make_app(settings)
@@ -473,13 +527,21 @@ def test_simulator_seed_bytes_are_the_fixtures(seed_sim: Simulator) -> None:
     credentials = seed_sim.credentials["siren"]
     auth = (credentials["username"], credentials["password"])
     base = f"{seed_sim.url}/_siren/connector/jobs"
-    assert requests.get(f"{base}/ingestion/postgres-events", auth=auth, timeout=5).text == \
-        fixture("job_running.json").rstrip("\n")
-    search = requests.get(f"{base}/_search", auth=auth, timeout=5, params={
-        "type": "ingestion", "id": "postgresevents", "start_time_to": "1539192173232"})
+    assert requests.get(f"{base}/ingestion/postgres-events", auth=auth, timeout=5).text == fixture(
+        "job_running.json"
+    ).rstrip("\n")
+    search = requests.get(
+        f"{base}/_search",
+        auth=auth,
+        timeout=5,
+        params={"type": "ingestion", "id": "postgresevents", "start_time_to": "1539192173232"},
+    )
     assert search.text == fixture("search.json").rstrip("\n")
-    for state, name in (("successful", "job_successful.json"), ("error", "job_error.json"),
-                        ("aborted", "job_aborted.json")):
+    for state, name in (
+        ("successful", "job_successful.json"),
+        ("error", "job_error.json"),
+        ("aborted", "job_aborted.json"),
+    ):
         seed_sim.platform("siren").set_state("postgres-events", state)
         answer = requests.get(f"{base}/ingestion/postgres-events", auth=auth, timeout=5).text
         assert answer == fixture(name).rstrip("\n")
@@ -512,8 +574,13 @@ def test_live_auth_modes(live_sim: Simulator, monkeypatch: pytest.MonkeyPatch, a
         monkeypatch.setenv("INGESTION_EXPORTER_ES_TOKEN", credentials["token"])
     elif auth.startswith("api_key"):
         monkeypatch.setenv("INGESTION_EXPORTER_ES_API_KEY", credentials[auth])
-    samples = parse(probe(make_app(make_settings([sim_target(live_sim, monkeypatch, **overrides,
-                                                              jobs=[live_sim.jobs("siren")[0]["id"]])]))))
+    samples = parse(
+        probe(
+            make_app(
+                make_settings([sim_target(live_sim, monkeypatch, **overrides, jobs=[live_sim.jobs("siren")[0]["id"]])])
+            )
+        )
+    )
     assert value(samples, "ingestion_scrape_success", target="es") == 1
 
 
@@ -529,8 +596,14 @@ def test_live_401_and_403(live_sim: Simulator, monkeypatch: pytest.MonkeyPatch, 
     samples = parse(get(make_app(make_settings([document])), "/metrics")[1])
     assert value(samples, "ingestion_scrape_errors_total", reason="auth", target="es") == 2
     assert current_state(samples, job_id=document["jobs"][0]) == "unknown"
-    answer = requests.get(f"{live_sim.url}/_siren/connector/jobs/ingestion", timeout=5, auth=(
-        document["username"], "wrong-password" if who == "wrong-password" else credentials["unprivileged_password"]))
+    answer = requests.get(
+        f"{live_sim.url}/_siren/connector/jobs/ingestion",
+        timeout=5,
+        auth=(
+            document["username"],
+            "wrong-password" if who == "wrong-password" else credentials["unprivileged_password"],
+        ),
+    )
     error = answer.json()
     assert answer.status_code == (401 if who == "wrong-password" else 403)
     assert error["status"] == answer.status_code
@@ -596,8 +669,9 @@ def test_simulator_job_log_keeps_a_steady_window() -> None:
             runs = [hit["_source"]["ingestion"] for hit in hits]
             now_ms = simulator.clock.now() * 1000
             newest = {run["id"]: max(r["start_time"] for r in runs if r["id"] == run["id"]) for run in runs}
-            assert all(run["start_time"] >= now_ms - window * 1000 or run["start_time"] == newest[run["id"]]
-                       for run in runs)  # older runs are gone, a job's current run stays however old
+            assert all(
+                run["start_time"] >= now_ms - window * 1000 or run["start_time"] == newest[run["id"]] for run in runs
+            )  # older runs are gone, a job's current run stays however old
             if step == 0:
                 assert min(run["start_time"] for run in runs) < now_ms - window * 1000 * 0.75  # full already
             sizes.append(len(runs))
@@ -650,8 +724,21 @@ def test_truncated_job_log_is_warned_once() -> None:
     assert current_state(samples, job_id="postgresevents") == "succeeded"  # what came is used
 
 
-@pytest.mark.parametrize("kind", ["malformed", "empty", "wrong_types", "missing_fields", "unknown_state",
-                                  "html_error", "error", "rate_limit", "auth", "refuse"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "malformed",
+        "empty",
+        "wrong_types",
+        "missing_fields",
+        "unknown_state",
+        "html_error",
+        "error",
+        "rate_limit",
+        "auth",
+        "refuse",
+    ],
+)
 def test_live_faults_never_break_the_scrape(live_sim: Simulator, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
     job_id = live_sim.jobs("siren")[0]["id"]
     app = make_app(make_settings([sim_target(live_sim, monkeypatch, jobs=[job_id], discovery={"enabled": True})]))
@@ -669,8 +756,16 @@ def test_live_faults_never_break_the_scrape(live_sim: Simulator, monkeypatch: py
 def test_running_list_envelope_fields_are_not_jobs() -> None:
     from exporter.collectors.siren import parse_running
 
-    parsed = parse_running({"type": "ingestion", "count": 1, "running_jobs": [
-        {"_id": "postgres-events", "status": {"id": "postgres-events", "state": "running", "count": 5}}]}, "ingestion")
+    parsed = parse_running(
+        {
+            "type": "ingestion",
+            "count": 1,
+            "running_jobs": [
+                {"_id": "postgres-events", "status": {"id": "postgres-events", "state": "running", "count": 5}}
+            ],
+        },
+        "ingestion",
+    )
     assert [run.job_id for run in parsed.runs] == ["postgres-events"]
     mapped = parse_running({"postgres-events": "running", "type": "ingestion"}, "ingestion")
     assert [run.job_id for run in mapped.runs] == ["postgres-events"]

@@ -76,8 +76,11 @@ def test_unreadable_job_is_a_single_unknown_series_in_sparse(sim: Simulator) -> 
         samples = scrape(make_app(make_settings(_targets(sim, "down"), state_series="sparse")))
     finally:
         sim.faults.clear()
-    dataarts = {key: states for key, states in _states(samples, "ingestion_job_state").items()
-                if dict(key)["platform"] == "dataarts"}
+    dataarts = {
+        key: states
+        for key, states in _states(samples, "ingestion_job_state").items()
+        if dict(key)["platform"] == "dataarts"
+    }
     assert len(dataarts) == len(sim.jobs("dataarts"))
     assert all(states == {"unknown": 1.0} for states in dataarts.values())
 

@@ -77,8 +77,9 @@ def _tunnel(handler: http.server.BaseHTTPRequestHandler) -> None:
                 (upstream if source is client else client).sendall(data)
 
 
-def send(status: int, body: bytes = b'{"ok": true}', headers: dict[str, str] | None = None,
-         length: bool = True) -> Handler:
+def send(
+    status: int, body: bytes = b'{"ok": true}', headers: dict[str, str] | None = None, length: bool = True
+) -> Handler:
     def answer(h: http.server.BaseHTTPRequestHandler) -> None:
         h.send_response(status)
         for name, value in (headers or {}).items():
@@ -90,6 +91,7 @@ def send(status: int, body: bytes = b'{"ok": true}', headers: dict[str, str] | N
             h.close_connection = True
         h.end_headers()
         h.wfile.write(body)
+
     return answer
 
 
@@ -133,9 +135,7 @@ def test_production_cap_is_16_mib() -> None:
 
 
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
-def test_a_redirect_is_reported_as_http_status_and_never_followed(
-    servers: Callable[..., Server], status: int
-) -> None:
+def test_a_redirect_is_reported_as_http_status_and_never_followed(servers: Callable[..., Server], status: int) -> None:
     elsewhere = servers(send(200), host="127.0.0.2")  # another loopback host
     origin = servers(send(status, b"", headers={"Location": elsewhere.url + "/steal"}))
     client = upstream()

@@ -47,9 +47,20 @@ class CA:
             self._builder(subject, self.key.public_key())
             .issuer_name(subject)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                         content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                         key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), critical=False)
             .sign(self.key, hashes.SHA256())
         )
@@ -58,10 +69,14 @@ class CA:
     @staticmethod
     def _builder(subject: x509.Name, public_key: Any) -> x509.CertificateBuilder:
         now = datetime.datetime.now(datetime.UTC)
-        return (x509.CertificateBuilder().subject_name(subject).public_key(public_key)
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(minutes=5))
-                .not_valid_after(now + datetime.timedelta(days=1)))
+        return (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+        )
 
     def _write(self, name: str, data: bytes) -> Path:
         path = self.directory / name
@@ -84,10 +99,13 @@ class CA:
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False)
             .sign(self.key, hashes.SHA256())
         )
-        key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption())
-        return (self._write(f"{name}.crt", cert.public_bytes(serialization.Encoding.PEM)),
-                self._write(f"{name}.key", key_pem))
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        return (
+            self._write(f"{name}.crt", cert.public_bytes(serialization.Encoding.PEM)),
+            self._write(f"{name}.key", key_pem),
+        )
 
 
 def bcrypt_hash(password: str) -> str:
@@ -167,23 +185,34 @@ def test_basic_auth_over_tls_and_open_probes_while_every_upstream_hangs(
     tmp_path: Path, ca: CA, served: list[Served], hanging_upstream: str
 ) -> None:
     cert, key = ca.issue("exporter")
-    server = start(tmp_path, {"tls_server_config": {"cert_file": str(cert), "key_file": str(key)},
-                              "basic_auth_users": {USER: bcrypt_hash(PASSWORD)}}, login_url=hanging_upstream)
+    server = start(
+        tmp_path,
+        {
+            "tls_server_config": {"cert_file": str(cert), "key_file": str(key)},
+            "basic_auth_users": {USER: bcrypt_hash(PASSWORD)},
+        },
+        login_url=hanging_upstream,
+    )
     served.append(server)
     anonymous = requests.get(server.url("/metrics"), verify=ca.ca_file, timeout=5)
     assert anonymous.status_code == 401
     assert anonymous.headers["WWW-Authenticate"].startswith("Basic realm=")
     wrong = requests.get(server.url("/metrics"), verify=ca.ca_file, auth=(USER, "not-it"), timeout=5)
     assert wrong.status_code == 401 and "WWW-Authenticate" in wrong.headers
-    assert requests.get(server.url("/metrics"), verify=ca.ca_file, auth=("mallory", PASSWORD), timeout=5
-                        ).status_code == 401
+    assert (
+        requests.get(server.url("/metrics"), verify=ca.ca_file, auth=("mallory", PASSWORD), timeout=5).status_code
+        == 401
+    )
     for path in ("/", "/probe?target=infa", "/-/reload"):
         assert requests.get(server.url(path), verify=ca.ca_file, timeout=5).status_code == 401, path
 
     # A scrape waits on the hung upstream for its whole budget; the probes answer at once, without credentials.
     scrape: dict[str, requests.Response] = {}
-    scraping = threading.Thread(target=lambda: scrape.setdefault("r", requests.get(
-        server.url("/metrics"), verify=ca.ca_file, auth=(USER, PASSWORD), timeout=10)))
+    scraping = threading.Thread(
+        target=lambda: scrape.setdefault(
+            "r", requests.get(server.url("/metrics"), verify=ca.ca_file, auth=(USER, PASSWORD), timeout=10)
+        )
+    )
     scraping.start()
     time.sleep(0.3)
     for path in ("/healthz", "/readyz"):
@@ -214,9 +243,17 @@ def test_mutual_tls_needs_a_client_certificate_from_the_client_ca(tmp_path: Path
     client = ca.issue("prometheus", client=True)
     (tmp_path / "other").mkdir()
     stranger = CA(tmp_path / "other", "other-ca").issue("intruder", client=True)
-    server = start(tmp_path, {"tls_server_config": {
-        "cert_file": str(cert), "key_file": str(key),
-        "client_auth_type": "RequireAndVerifyClientCert", "client_ca_file": str(ca.ca_file)}})
+    server = start(
+        tmp_path,
+        {
+            "tls_server_config": {
+                "cert_file": str(cert),
+                "key_file": str(key),
+                "client_auth_type": "RequireAndVerifyClientCert",
+                "client_ca_file": str(ca.ca_file),
+            }
+        },
+    )
     served.append(server)
     url = server.url("/healthz")
     with pytest.raises(requests.exceptions.ConnectionError):
@@ -227,14 +264,21 @@ def test_mutual_tls_needs_a_client_certificate_from_the_client_ca(tmp_path: Path
     assert ok.status_code == 200
 
 
-def test_client_allowed_sans_limits_which_verified_clients_get_in(
-    tmp_path: Path, ca: CA, served: list[Served]
-) -> None:
+def test_client_allowed_sans_limits_which_verified_clients_get_in(tmp_path: Path, ca: CA, served: list[Served]) -> None:
     cert, key = ca.issue("exporter")
     allowed, other = ca.issue("prometheus", client=True), ca.issue("grafana", client=True)
-    server = start(tmp_path, {"tls_server_config": {
-        "cert_file": str(cert), "key_file": str(key), "client_auth_type": "RequireAndVerifyClientCert",
-        "client_ca_file": str(ca.ca_file), "client_allowed_sans": ["prometheus"]}})
+    server = start(
+        tmp_path,
+        {
+            "tls_server_config": {
+                "cert_file": str(cert),
+                "key_file": str(key),
+                "client_auth_type": "RequireAndVerifyClientCert",
+                "client_ca_file": str(ca.ca_file),
+                "client_allowed_sans": ["prometheus"],
+            }
+        },
+    )
     served.append(server)
     url = server.url("/healthz")
     assert requests.get(url, verify=ca.ca_file, cert=(str(allowed[0]), str(allowed[1])), timeout=5).ok
@@ -245,15 +289,18 @@ def test_client_allowed_sans_limits_which_verified_clients_get_in(
 def _handshake(port: int, ca_file: Path, version: ssl.TLSVersion) -> str:
     context = ssl.create_default_context(cafile=str(ca_file))
     context.minimum_version = context.maximum_version = version
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
-            context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
         return str(tls.version())
 
 
 def test_min_version_tls13_refuses_tls12(tmp_path: Path, ca: CA, served: list[Served]) -> None:
     cert, key = ca.issue("exporter")
-    server = start(tmp_path, {"tls_server_config": {"cert_file": str(cert), "key_file": str(key),
-                                                    "min_version": "TLS13"}})
+    server = start(
+        tmp_path, {"tls_server_config": {"cert_file": str(cert), "key_file": str(key), "min_version": "TLS13"}}
+    )
     served.append(server)
     with pytest.raises(ssl.SSLError):
         _handshake(server.port, ca.ca_file, ssl.TLSVersion.TLSv1_2)
@@ -268,11 +315,18 @@ def test_default_min_version_is_tls12(tmp_path: Path, ca: CA, served: list[Serve
 
 
 def test_configured_headers_on_every_answer_including_401(tmp_path: Path, served: list[Served]) -> None:
-    server = start(tmp_path, {"basic_auth_users": {USER: bcrypt_hash(PASSWORD)}, "http_server_config": {
-        "headers": {"X-Frame-Options": "deny", "X-Content-Type-Options": "nosniff"}}})
+    server = start(
+        tmp_path,
+        {
+            "basic_auth_users": {USER: bcrypt_hash(PASSWORD)},
+            "http_server_config": {"headers": {"X-Frame-Options": "deny", "X-Content-Type-Options": "nosniff"}},
+        },
+    )
     served.append(server)
-    for response in (requests.get(server.url("/metrics", "http"), timeout=5),
-                     requests.get(server.url("/healthz", "http"), timeout=5)):
+    for response in (
+        requests.get(server.url("/metrics", "http"), timeout=5),
+        requests.get(server.url("/healthz", "http"), timeout=5),
+    ):
         assert response.headers["X-Frame-Options"] == "deny"
         assert response.headers["X-Content-Type-Options"] == "nosniff"
 
@@ -301,32 +355,67 @@ def test_a_verified_password_is_remembered_a_wrong_one_never(tmp_path: Path, mon
         assert not config.authorized(header)
 
 
-@pytest.mark.parametrize(("document", "field"), [
-    ({"tls_server_config": {"cert_file": "CERT", "key_file": "KEY", "min_version": "TLS14"}},
-     "tls_server_config.min_version"),
-    ({"tls_server_config": {"cert_file": "/nonexistent.crt", "key_file": "KEY"}}, "tls_server_config.cert_file"),
-    ({"tls_server_config": {"cert_file": "CERT", "key_file": "KEY", "client_auth_type": "RequireAnyClientCert"}},
-     "tls_server_config.client_auth_type"),
-    ({"tls_server_config": {"cert_file": "CERT", "key_file": "KEY",
-                            "client_auth_type": "RequireAndVerifyClientCert"}}, "tls_server_config.client_ca_file"),
-    ({"tls_server_config": {"cert_file": "KEY", "key_file": "CERT"}}, "tls_server_config.cert_file"),
-    ({"basic_auth_users": {USER: "plain-text-password"}}, "basic_auth_users"),
-    ({"http_server_config": {"headers": {"Server": "x"}}}, "http_server_config.headers"),
-    ({"tls_server_config": {"cert_file": "CERT", "key_file": "KEY", "cipher_suites": ["TLS_AES_128_GCM_SHA256"]}},
-     "tls_server_config.cipher_suites"),
-    ({"tls_srever_config": {}}, "tls_srever_config"),
-])
+@pytest.mark.parametrize(
+    ("document", "field"),
+    [
+        (
+            {"tls_server_config": {"cert_file": "CERT", "key_file": "KEY", "min_version": "TLS14"}},
+            "tls_server_config.min_version",
+        ),
+        ({"tls_server_config": {"cert_file": "/nonexistent.crt", "key_file": "KEY"}}, "tls_server_config.cert_file"),
+        (
+            {"tls_server_config": {"cert_file": "CERT", "key_file": "KEY", "client_auth_type": "RequireAnyClientCert"}},
+            "tls_server_config.client_auth_type",
+        ),
+        (
+            {
+                "tls_server_config": {
+                    "cert_file": "CERT",
+                    "key_file": "KEY",
+                    "client_auth_type": "RequireAndVerifyClientCert",
+                }
+            },
+            "tls_server_config.client_ca_file",
+        ),
+        ({"tls_server_config": {"cert_file": "KEY", "key_file": "CERT"}}, "tls_server_config.cert_file"),
+        ({"basic_auth_users": {USER: "plain-text-password"}}, "basic_auth_users"),
+        ({"http_server_config": {"headers": {"Server": "x"}}}, "http_server_config.headers"),
+        (
+            {
+                "tls_server_config": {
+                    "cert_file": "CERT",
+                    "key_file": "KEY",
+                    "cipher_suites": ["TLS_AES_128_GCM_SHA256"],
+                }
+            },
+            "tls_server_config.cipher_suites",
+        ),
+        ({"tls_srever_config": {}}, "tls_srever_config"),
+    ],
+)
 def test_bad_web_config_exits_2_naming_the_field(
-    tmp_path: Path, ca: CA, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-    document: dict[str, Any], field: str,
+    tmp_path: Path,
+    ca: CA,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    document: dict[str, Any],
+    field: str,
 ) -> None:
     monkeypatch.setattr(cli.logs, "configure", lambda *args, **kwargs: None)  # keep logging off pytest's capture
     cert, key = ca.issue("exporter")
     text = yaml.safe_dump(document).replace("CERT", str(cert)).replace("KEY", str(key))
     (tmp_path / "web.yml").write_text(text)
     (tmp_path / "config.yml").write_text(yaml.safe_dump({"targets": [target()]}))
-    code = cli.main(["--config.file", str(tmp_path / "config.yml"), "--web.config.file", str(tmp_path / "web.yml"),
-                     "--web.listen-address", "127.0.0.1:0"])
+    code = cli.main(
+        [
+            "--config.file",
+            str(tmp_path / "config.yml"),
+            "--web.config.file",
+            str(tmp_path / "web.yml"),
+            "--web.listen-address",
+            "127.0.0.1:0",
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert f"invalid web configuration: {field}" in err, err

@@ -66,8 +66,12 @@ class ErrorTracker:
         reason = classify(exc)
         self._telemetry.scrape_errors.labels(self._platform, self._target, reason).inc()
         fields: dict[str, object] = {
-            "platform": self._platform, "target": self._target, "subject": subject, "reason": reason,
-            "error": describe_error(exc), **context,
+            "platform": self._platform,
+            "target": self._target,
+            "subject": subject,
+            "reason": reason,
+            "error": describe_error(exc),
+            **context,
         }
         if isinstance(exc, UpstreamError):
             if exc.status is not None:
@@ -95,8 +99,13 @@ class ErrorTracker:
         for failures in started.values():
             log.warning("upstream call failed", **failures[0], **_others([str(f["subject"]) for f in failures]))
         if recovered:
-            log.info("upstream call recovered", platform=self._platform, target=self._target, subject=recovered[0],
-                     **_others(recovered))
+            log.info(
+                "upstream call recovered",
+                platform=self._platform,
+                target=self._target,
+                subject=recovered[0],
+                **_others(recovered),
+            )
 
 
 def _others(subjects: list[str], shown: int = 5) -> dict[str, object]:
@@ -104,7 +113,7 @@ def _others(subjects: list[str], shown: int = 5) -> dict[str, object]:
     if len(subjects) < 2:
         return {}
     more = len(subjects) - 1 - shown
-    also = ", ".join(subjects[1:1 + shown]) + (f" and {more} more" if more > 0 else "")
+    also = ", ".join(subjects[1 : 1 + shown]) + (f" and {more} more" if more > 0 else "")
     return {"subjects": len(subjects), "also": also}
 
 

@@ -62,7 +62,8 @@ STREAM_RECORDS = counter(
     "stream_records_total", "Records that passed through a source or sink stream of the job.", STREAM_LABELS
 )
 STREAM_CORRUPTED = counter(
-    "stream_corrupted_records_total", "Dirty (corrupted) records a source or sink stream of the job met.",
+    "stream_corrupted_records_total",
+    "Dirty (corrupted) records a source or sink stream of the job met.",
     STREAM_LABELS,
 )
 READ_RATE = gauge(
@@ -194,9 +195,16 @@ class CloudStreamClient:
                 query = [("limit", str(limit)), ("order", "desc")]
                 if cursor is not None:
                     query += [("cursor", cursor), ("next", "true")]
-            answer = _checked(JobListAnswer.model_validate(self.auth.call(
-                "GET", path_url(self._jobs_url, query=query), endpoint="list_jobs", deadline=deadline,
-            )))
+            answer = _checked(
+                JobListAnswer.model_validate(
+                    self.auth.call(
+                        "GET",
+                        path_url(self._jobs_url, query=query),
+                        endpoint="list_jobs",
+                        deadline=deadline,
+                    )
+                )
+            )
             jobs, total = answer.page()
             fresh = {job.job_id: job for job in jobs if job.job_id is not None and job.job_id not in found}
             found.update(fresh)
@@ -206,10 +214,17 @@ class CloudStreamClient:
         return list(found.values())
 
     def metrics(self, job_ids: Sequence[int], deadline: Deadline) -> list[JobMetrics]:
-        answer = _checked(MetricsAnswer.model_validate(self.auth.call(
-            "POST", f"{self._jobs_url}/metrics", endpoint="job_metrics", deadline=deadline,
-            json_body={"job_ids": list(job_ids)},
-        )))
+        answer = _checked(
+            MetricsAnswer.model_validate(
+                self.auth.call(
+                    "POST",
+                    f"{self._jobs_url}/metrics",
+                    endpoint="job_metrics",
+                    deadline=deadline,
+                    json_body={"job_ids": list(job_ids)},
+                )
+            )
+        )
         return answer.jobs()
 
 
@@ -222,7 +237,7 @@ def _checked(answer: _Answer) -> _Answer:
 
 def _batches(ids: Sequence[int], size: int) -> Iterator[list[int]]:
     for start in range(0, len(ids), size):
-        yield list(ids[start:start + size])
+        yield list(ids[start : start + size])
 
 
 # --- collector -------------------------------------------------------------------------------------------
@@ -247,9 +262,14 @@ class CloudStreamCollector(TargetCollector):
         cls, name: str, url: str, credentials: dict[str, str], jobs: list[dict[str, str]]
     ) -> tuple[dict[str, Any], dict[str, str]]:
         target = {
-            "name": name, "platform": PLATFORM, "endpoint": url, "project_id": credentials["project_id"],
+            "name": name,
+            "platform": PLATFORM,
+            "endpoint": url,
+            "project_id": credentials["project_id"],
             "auth": {"type": "aksk", "access_key_id": credentials["access_key_id"]},
-            "jobs": [], "discovery": {"enabled": True, "interval_seconds": 60}, "batch_size": 4,
+            "jobs": [],
+            "discovery": {"enabled": True, "interval_seconds": 60},
+            "batch_size": 4,
         }
         return target, {"secret_access_key": credentials["secret_access_key"]}
 
@@ -274,12 +294,20 @@ class CloudStreamCollector(TargetCollector):
 
     def _state(self, ctx: ScrapeContext, job: JobRef, listed: ListedJob | None, out: Output) -> None:
         if listed is None:
-            ctx.errors.record(LookupError(f"job {job.job_id} is not in the job list"), f"job {job.job_id}",
-                              job_id=job.job_id, job_name=job.job_name)
+            ctx.errors.record(
+                LookupError(f"job {job.job_id} is not in the job list"),
+                f"job {job.job_id}",
+                job_id=job.job_id,
+                job_name=job.job_name,
+            )
             return
         if listed.status is None:
-            ctx.errors.record(UpstreamError("invalid_response", f"job {job.job_id} is listed without a status"),
-                              f"job {job.job_id}", job_id=job.job_id, job_name=job.job_name)
+            ctx.errors.record(
+                UpstreamError("invalid_response", f"job {job.job_id} is listed without a status"),
+                f"job {job.job_id}",
+                job_id=job.job_id,
+                job_name=job.job_name,
+            )
             return
         out.job_state(job, map_state(listed.status, STATE_MAP), listed.status or "none")
         out.add(JOB_INFO, 1, job, run_id="", job_type=listed.job_type or "")

@@ -72,8 +72,9 @@ NODE_WRITTEN_RECORDS = counter("node_written_records_total", "Records the node h
 NODE_READ_BYTES = counter("node_read_bytes_total", "Bytes the node has read (got).", NODE_LABELS)
 NODE_WRITTEN_BYTES = counter("node_written_bytes_total", "Bytes the node has written (put).", NODE_LABELS)
 NODE_BUFFERED = gauge("node_buffered_records", "Records waiting in the node's buffer.", NODE_LABELS)
-NODE_SPEED = gauge("node_records_per_second", "The node's current processing speed, in records per second.",
-                   NODE_LABELS)
+NODE_SPEED = gauge(
+    "node_records_per_second", "The node's current processing speed, in records per second.", NODE_LABELS
+)
 
 
 class DataArtsTarget(HuaweiTarget):
@@ -162,10 +163,15 @@ class DataArtsClient:
         offset = 0
         for _ in range(MAX_PAGES):
             query = (("jobType", "REAL_TIME"), ("limit", str(self._settings.page_size)), ("offset", str(offset)))
-            page = DlfJobPage.model_validate(self.auth.call(
-                "GET", path_url(self._base, "jobs", query=query), endpoint="list_jobs", deadline=deadline,
-                headers=self._headers,
-            ))
+            page = DlfJobPage.model_validate(
+                self.auth.call(
+                    "GET",
+                    path_url(self._base, "jobs", query=query),
+                    endpoint="list_jobs",
+                    deadline=deadline,
+                    headers=self._headers,
+                )
+            )
             fresh = [job for job in page.jobs if job.name and job.name not in seen]
             if not fresh:
                 break
@@ -186,8 +192,13 @@ class DataArtsCollector(TargetCollector):
     platform: ClassVar[str] = PLATFORM
     settings_model: ClassVar[type[TargetSettings]] = DataArtsTarget
     families = (
-        NODE_INFO, NODE_READ_RECORDS, NODE_WRITTEN_RECORDS, NODE_READ_BYTES,
-        NODE_WRITTEN_BYTES, NODE_BUFFERED, NODE_SPEED,
+        NODE_INFO,
+        NODE_READ_RECORDS,
+        NODE_WRITTEN_RECORDS,
+        NODE_READ_BYTES,
+        NODE_WRITTEN_BYTES,
+        NODE_BUFFERED,
+        NODE_SPEED,
     )
 
     def __init__(self, settings: TargetSettings, upstream: Upstream) -> None:
@@ -202,10 +213,19 @@ class DataArtsCollector(TargetCollector):
         cls, name: str, url: str, credentials: dict[str, str], jobs: list[dict[str, str]]
     ) -> tuple[dict[str, Any], dict[str, str]]:
         target = {
-            "name": name, "platform": PLATFORM, "endpoint": url, "project_id": credentials["project_id"],
-            "auth": {"type": "token", "iam_url": credentials["iam_url"], "domain": credentials["domain"],
-                     "username": credentials["username"], "project_name": credentials["project_name"]},
-            "jobs": [], "discovery": {"enabled": True, "interval_seconds": 60},
+            "name": name,
+            "platform": PLATFORM,
+            "endpoint": url,
+            "project_id": credentials["project_id"],
+            "auth": {
+                "type": "token",
+                "iam_url": credentials["iam_url"],
+                "domain": credentials["domain"],
+                "username": credentials["username"],
+                "project_name": credentials["project_name"],
+            },
+            "jobs": [],
+            "discovery": {"enabled": True, "interval_seconds": 60},
         }
         return target, {"password": credentials["password"]}
 

@@ -83,7 +83,8 @@ class HuaweiAuth(StrictModel):
         missing = [name for name in needed if getattr(self, name) is None]
         if missing:
             raise PydanticCustomError(
-                "auth_incomplete", "{fields}: required with type {kind}",
+                "auth_incomplete",
+                "{fields}: required with type {kind}",
                 {"fields": ", ".join(missing), "kind": self.type},
             )
         return self
@@ -108,8 +109,9 @@ class HuaweiTarget(TargetSettings):
         field = _SECRETS[self.auth.type]
         if self.secret(field) is None:
             raise PydanticCustomError(
-                "missing_secret", "{field}: required with auth.type {kind}; set {field}_file or the environment "
-                "variable {env}", {"field": field, "kind": self.auth.type, "env": secret_env_name(self.name, field)},
+                "missing_secret",
+                "{field}: required with auth.type {kind}; set {field}_file or the environment variable {env}",
+                {"field": field, "kind": self.auth.type, "env": secret_env_name(self.name, field)},
             )
         return self
 
@@ -156,14 +158,16 @@ def sign_request(
     values = {name.lower(): str(value).strip() for name, value in sent.items()}
     signed = sorted(name for name in values if "_" not in name)
     payload_hash = (values.get("x-sdk-content-sha256") or hashlib.sha256(body).hexdigest()) if body else _EMPTY_SHA256
-    canonical = "\n".join((
-        method.upper(),
-        canonical_path(parts.path or "/"),
-        canonical_query(parts.query),
-        "".join(f"{name}:{values[name]}\n" for name in signed),
-        ";".join(signed),
-        payload_hash,
-    ))
+    canonical = "\n".join(
+        (
+            method.upper(),
+            canonical_path(parts.path or "/"),
+            canonical_query(parts.query),
+            "".join(f"{name}:{values[name]}\n" for name in signed),
+            ";".join(signed),
+            payload_hash,
+        )
+    )
     date = values["x-sdk-date"]
     string_to_sign = f"{ALGORITHM}\n{date}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
     signature = hmac.new(secret_key.encode(), string_to_sign.encode(), hashlib.sha256).hexdigest()
@@ -226,8 +230,14 @@ class HuaweiClient:
             raise UpstreamError("auth", f"AK/SK refused earlier; no signed request for another {wait:.0f}s")
 
     def call(
-        self, method: str, url: str, *, endpoint: str, deadline: Deadline,
-        json_body: Any = None, headers: Mapping[str, str] | None = None,
+        self,
+        method: str,
+        url: str,
+        *,
+        endpoint: str,
+        deadline: Deadline,
+        json_body: Any = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Any:
         """One API call; a 401 APIGW.0307 renews the token and retries once, nothing else is retried."""
         body = b"" if json_body is None else json.dumps(json_body, separators=(",", ":")).encode()
@@ -239,7 +249,11 @@ class HuaweiClient:
             try:
                 if token is not None:
                     response = self._upstream.request(
-                        method, url, endpoint=endpoint, deadline=deadline, data=body or None,
+                        method,
+                        url,
+                        endpoint=endpoint,
+                        deadline=deadline,
+                        data=body or None,
                         headers={**base, "X-Auth-Token": token.value},
                     )
                 else:
@@ -265,17 +279,30 @@ class HuaweiClient:
         password = settings.secret("password")
         assert password is not None and auth.iam_url is not None  # the settings validators guarantee both
         scope = {"name": auth.project_name} if auth.project_name else {"id": settings.project_id}
-        body = {"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "domain": {"name": auth.domain}, "name": auth.username, "password": password.get_secret_value(),
-            }}},
-            "scope": {"project": scope},
-        }}
+        body = {
+            "auth": {
+                "identity": {
+                    "methods": ["password"],
+                    "password": {
+                        "user": {
+                            "domain": {"name": auth.domain},
+                            "name": auth.username,
+                            "password": password.get_secret_value(),
+                        }
+                    },
+                },
+                "scope": {"project": scope},
+            }
+        }
         self.logins += 1
         issued = self._clock()
         try:
             response = self._upstream.request(
-                "POST", f"{auth.iam_url}/v3/auth/tokens", endpoint="iam_token", deadline=deadline, json_body=body,
+                "POST",
+                f"{auth.iam_url}/v3/auth/tokens",
+                endpoint="iam_token",
+                deadline=deadline,
+                json_body=body,
             )
         except UpstreamError as exc:
             code, message = vendor_error(exc.body)
@@ -316,8 +343,13 @@ class HuaweiClient:
         secret = self._settings.secret("secret_access_key")
         assert secret is not None and self._auth.access_key_id is not None  # the settings validators
         sent = sign_request(
-            method, url, {**headers, "X-Project-Id": self._settings.project_id}, body,
-            self._auth.access_key_id, secret.get_secret_value(), datetime.fromtimestamp(self._clock(), UTC),
+            method,
+            url,
+            {**headers, "X-Project-Id": self._settings.project_id},
+            body,
+            self._auth.access_key_id,
+            secret.get_secret_value(),
+            datetime.fromtimestamp(self._clock(), UTC),
         )
         try:
             response = self._upstream.request(

@@ -77,9 +77,7 @@ EDGE_INFO = gauge(
     (*JOB_LABELS, "from_node", "to_node"),
 )
 READ_RECORDS = counter("job_read_records_total", "Records (messages) the job's current run read.", JOB_LABELS)
-WRITTEN_RECORDS = counter(
-    "job_written_records_total", "Records (messages) the job's current run wrote.", JOB_LABELS
-)
+WRITTEN_RECORDS = counter("job_written_records_total", "Records (messages) the job's current run wrote.", JOB_LABELS)
 READ_BYTES = counter("job_read_bytes_total", "Bytes the job's current run read.", JOB_LABELS)
 WRITTEN_BYTES = counter("job_written_bytes_total", "Bytes the job's current run wrote.", JOB_LABELS)
 
@@ -117,9 +115,7 @@ class InformaticaTarget(TargetSettings):
         return self
 
     def dataflow_refs(self) -> list[JobRef]:
-        return [
-            JobRef(d, "") if isinstance(d, str) else JobRef(d.id, d.name) for d in self.dataflows
-        ]
+        return [JobRef(d, "") if isinstance(d, str) else JobRef(d.id, d.name) for d in self.dataflows]
 
 
 # --- response models -------------------------------------------------------------------------------------
@@ -238,8 +234,9 @@ class InformaticaClient:
         self.logins += 1
         try:
             document = decode_json(
-                self._upstream.request("POST", url, endpoint=f"login_{settings.login_api}", deadline=deadline,
-                                       json_body=body)
+                self._upstream.request(
+                    "POST", url, endpoint=f"login_{settings.login_api}", deadline=deadline, json_body=body
+                )
             )
         except UpstreamError as exc:
             if exc.reason in ("auth", "http_status") and exc.status is not None:
@@ -263,7 +260,10 @@ class InformaticaClient:
             )
             try:
                 return self._upstream.get_json(
-                    f"{base}{path}", endpoint=endpoint, deadline=deadline, headers={header: session.session_id},
+                    f"{base}{path}",
+                    endpoint=endpoint,
+                    deadline=deadline,
+                    headers={header: session.session_id},
                     params=params,
                 )
             except UpstreamError as exc:
@@ -293,10 +293,15 @@ class InformaticaClient:
         """Dataflows from the v3 objects API, 200 a page (that it lists SI_DATAFLOW is unconfirmed)."""
         found: list[JobRef] = []
         for page in range(100):
-            document = AssetPage.model_validate(self._get(
-                "/public/core/v3/objects", "objects", deadline,
-                {"q": "type=='SI_DATAFLOW'", "limit": 200, "skip": page * 200}, api="platform",
-            ))
+            document = AssetPage.model_validate(
+                self._get(
+                    "/public/core/v3/objects",
+                    "objects",
+                    deadline,
+                    {"q": "type=='SI_DATAFLOW'", "limit": 200, "skip": page * 200},
+                    api="platform",
+                )
+            )
             for asset in document.objects:
                 if asset.get("id"):
                     found.append(JobRef(str(asset["id"]), str(asset.get("path") or "").rsplit("/", 1)[-1]))
@@ -325,8 +330,16 @@ class InformaticaCollector(TargetCollector):
     platform: ClassVar[str] = PLATFORM
     settings_model: ClassVar[type[TargetSettings]] = InformaticaTarget
     families = (
-        JOB_INFO, DEPLOY_START, DEPLOY_END, DEPLOY_DURATION, NODE_INFO, EDGE_INFO,
-        READ_RECORDS, WRITTEN_RECORDS, READ_BYTES, WRITTEN_BYTES,
+        JOB_INFO,
+        DEPLOY_START,
+        DEPLOY_END,
+        DEPLOY_DURATION,
+        NODE_INFO,
+        EDGE_INFO,
+        READ_RECORDS,
+        WRITTEN_RECORDS,
+        READ_BYTES,
+        WRITTEN_BYTES,
     )
 
     def __init__(self, settings: TargetSettings, upstream: Upstream) -> None:
@@ -342,7 +355,10 @@ class InformaticaCollector(TargetCollector):
         cls, name: str, url: str, credentials: dict[str, str], jobs: list[dict[str, str]]
     ) -> tuple[dict[str, Any], dict[str, str]]:
         target = {
-            "name": name, "platform": PLATFORM, "login_url": url, "username": credentials["username"],
+            "name": name,
+            "platform": PLATFORM,
+            "login_url": url,
+            "username": credentials["username"],
             "dataflows": [job["id"] for job in jobs],
         }
         return target, {"password": credentials["password"]}
@@ -362,8 +378,12 @@ class InformaticaCollector(TargetCollector):
         self._nodes(status, job, out)
         run = self._run_details(ctx, job, status.runId, status.status)
         out.add(
-            JOB_INFO, 1, job, run_id=status.runId or "",
-            started_by=(run.startedBy or "") if run else "", runtime_env=(run.runtimeEnv or "") if run else "",
+            JOB_INFO,
+            1,
+            job,
+            run_id=status.runId or "",
+            started_by=(run.startedBy or "") if run else "",
+            runtime_env=(run.runtimeEnv or "") if run else "",
             deployed_version=(run.deployedVersion or "") if run else "",
         )
         if run is not None:
@@ -384,8 +404,13 @@ class InformaticaCollector(TargetCollector):
                 out.add(NODE_VENDOR_STATE, 1, job, node=name, vendor_state=snake_case(report.status))
         for node in graph.nodes:
             out.add(
-                NODE_INFO, 1, job, node=node.name or node.id or "unnamed", node_id=node.id or "",
-                role=(node.serviceType or "").lower(), connection_id=node.connectionId or "",
+                NODE_INFO,
+                1,
+                job,
+                node=node.name or node.id or "unnamed",
+                node_id=node.id or "",
+                role=(node.serviceType or "").lower(),
+                connection_id=node.connectionId or "",
             )
         for edge in graph.edges:
             if edge.from_node and edge.to_node:

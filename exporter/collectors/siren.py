@@ -124,7 +124,9 @@ class SirenTarget(TargetSettings):
     jobs: list[SirenJobRef | str] = Field(default_factory=list, description="Job ids (or {id, name}) to watch.")
     discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
     search_lookback_seconds: float = Field(
-        3600.0, ge=0, le=30 * 86400,
+        3600.0,
+        ge=0,
+        le=30 * 86400,
         description="How far back the job log is searched (start_time_from); 0 turns the log search off.",
     )
 
@@ -444,9 +446,14 @@ class SirenCollector(TargetCollector):
         cls, name: str, url: str, credentials: dict[str, str], jobs: list[dict[str, str]]
     ) -> tuple[dict[str, Any], dict[str, str]]:
         target: dict[str, Any] = {
-            "name": name, "platform": PLATFORM, "base_url": url, "auth": "basic",
-            "username": credentials["username"], "jobs": [job["id"] for job in jobs[:2]],
-            "discovery": {"enabled": True, "interval_seconds": 60}, "search_lookback_seconds": 86400,
+            "name": name,
+            "platform": PLATFORM,
+            "base_url": url,
+            "auth": "basic",
+            "username": credentials["username"],
+            "jobs": [job["id"] for job in jobs[:2]],
+            "discovery": {"enabled": True, "interval_seconds": 60},
+            "search_lookback_seconds": 86400,
         }
         return target, {"password": credentials["password"]}
 
@@ -495,8 +502,10 @@ class SirenCollector(TargetCollector):
         found, total = result
         if total is not None and total > len(found):
             self._warn_once(
-                "search-truncated", "job log holds more runs than it returned; shorten search_lookback_seconds",
-                total=total, returned=len(found),
+                "search-truncated",
+                "job log holds more runs than it returned; shorten search_lookback_seconds",
+                total=total,
+                returned=len(found),
             )
         runs: list[Run] = found
         return runs
@@ -529,8 +538,9 @@ class SirenCollector(TargetCollector):
 
     def _not_found(self, job: JobRef, out: Output) -> None:
         if job.job_id in self._configured:
-            self._warn_once(f"not-found {job.job_id}", "the upstream knows no run of this configured job",
-                            job_id=job.job_id)
+            self._warn_once(
+                f"not-found {job.job_id}", "the upstream knows no run of this configured job", job_id=job.job_id
+            )
             out.job_state(job, "unknown", NOT_FOUND)
             return
         with self._lock:
@@ -559,4 +569,3 @@ class SirenCollector(TargetCollector):
                 return
             self._warned.add(key)
         log.warning(message, platform=PLATFORM, target=self.config.name, **fields)
-

@@ -28,12 +28,20 @@ from exporter.simulator.platforms import PLATFORMS
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    sim = Simulator(SimulatorOptions(
-        host=args.listen[0], port=args.listen[1], jobs=args.jobs, seed=args.seed,
-        latency_seconds=args.latency_ms / 1000, session_idle_seconds=args.session_idle_seconds,
-        transition_seconds=args.transition_seconds, random_seed=args.random_seed, platforms=args.platforms,
-        job_log_seconds=args.job_log_seconds,
-    ))
+    sim = Simulator(
+        SimulatorOptions(
+            host=args.listen[0],
+            port=args.listen[1],
+            jobs=args.jobs,
+            seed=args.seed,
+            latency_seconds=args.latency_ms / 1000,
+            session_idle_seconds=args.session_idle_seconds,
+            transition_seconds=args.transition_seconds,
+            random_seed=args.random_seed,
+            platforms=args.platforms,
+            job_log_seconds=args.job_log_seconds,
+        )
+    )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -61,7 +69,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--transition-seconds", type=float, default=20.0)
     parser.add_argument("--random-seed", type=int, default=1)
     parser.add_argument(
-        "--job-log-seconds", type=float, default=None, metavar="N",
+        "--job-log-seconds",
+        type=float,
+        default=None,
+        metavar="N",
         help="keep job logs (Siren's) at a steady size: the runs of the last N seconds, already full at start",
     )
     parser.add_argument("--credentials-out", type=Path, default=None, metavar="PATH")

@@ -72,9 +72,14 @@ class Simulator:
             raise ValueError("job log seconds must be above 0")
         self.clock = Clock()
         context = Context(
-            jobs=options.jobs, seed=options.seed, session_idle_seconds=options.session_idle_seconds,
-            transition_seconds=options.transition_seconds, random_seed=options.random_seed,
-            clock=self.clock, url=lambda: self.url, job_log_seconds=options.job_log_seconds,
+            jobs=options.jobs,
+            seed=options.seed,
+            session_idle_seconds=options.session_idle_seconds,
+            transition_seconds=options.transition_seconds,
+            random_seed=options.random_seed,
+            clock=self.clock,
+            url=lambda: self.url,
+            job_log_seconds=options.job_log_seconds,
         )
         names = PLATFORMS if options.platforms is None else tuple(options.platforms)
         self._platforms = {name: create(name, context) for name in names}
@@ -186,9 +191,10 @@ class Simulator:
                 return json_reply(200, {name: platform.jobs() for name, platform in self._platforms.items()})
             case "GET", ["stats"]:
                 counts = sorted(self.stats().items())
-                return json_reply(200, {"requests": [
-                    {"platform": p, "endpoint": e, "method": m, "count": n} for (p, e, m), n in counts
-                ]})
+                return json_reply(
+                    200,
+                    {"requests": [{"platform": p, "endpoint": e, "method": m, "count": n} for (p, e, m), n in counts]},
+                )
             case "POST", ["reset-stats"]:
                 self.reset_stats()
                 return Reply(204)

@@ -43,9 +43,20 @@ from exporter.simulator.lifecycle import LiveJobs, draw
 from exporter.simulator.platforms import Context, Platform, Reply, Request, Route, integer, json_reply
 
 STATES = (
-    "job_init", "job_submitting", "job_submit_fail", "job_running", "job_running_exception", "job_downloading",
-    "job_idle", "job_canceling", "job_cancel_success", "job_cancel_fail", "job_savepointing",
-    "job_arrearage_stopped", "job_arrearage_recovering", "job_finish",
+    "job_init",
+    "job_submitting",
+    "job_submit_fail",
+    "job_running",
+    "job_running_exception",
+    "job_downloading",
+    "job_idle",
+    "job_canceling",
+    "job_cancel_success",
+    "job_cancel_fail",
+    "job_savepointing",
+    "job_arrearage_stopped",
+    "job_arrearage_recovering",
+    "job_finish",
 )
 _MOVES: dict[str, tuple[tuple[str, float], ...]] = {
     "job_submitting": (("job_running", 0.85), ("job_submit_fail", 0.05)),
@@ -56,8 +67,16 @@ _MOVES: dict[str, tuple[tuple[str, float], ...]] = {
     "job_canceling": (("job_cancel_success", 0.9),),
     "job_cancel_success": (("job_submitting", 0.3),),
 }
-_START = ("job_running", "job_running", "job_running_exception", "job_submitting", "job_running",
-          "job_cancel_success", "job_running", "job_submit_fail")
+_START = (
+    "job_running",
+    "job_running",
+    "job_running_exception",
+    "job_submitting",
+    "job_running",
+    "job_cancel_success",
+    "job_running",
+    "job_submit_fail",
+)
 _FLOWING = {"job_running": 1.0, "job_savepointing": 1.0, "job_running_exception": 0.1}
 _NAMES = ("kafka-clicks", "dis-orders", "kafka-payments", "obs-logs", "kafka-iot", "dis-sms")
 _PROJECT = r"(?P<project>[^/]+)"
@@ -143,27 +162,38 @@ class CloudStream:
         limit, cursor = integer(request.arg("limit"), 10), integer(request.arg("cursor"), None)
         if limit is None or not 1 <= limit <= 100 or (request.arg("cursor") is not None and cursor is None):
             return gateway_error(400, "CS.20001", "limit must be 1 to 100 and cursor a job id.")
-        listed = sorted(self._jobs.listed(), key=lambda job: int(job["job_id"]),
-                        reverse=request.arg("order") != "asc")
+        listed = sorted(self._jobs.listed(), key=lambda job: int(job["job_id"]), reverse=request.arg("order") != "asc")
         if cursor is not None:
             at = next((i for i, job in enumerate(listed) if job["job_id"] == cursor), None)
             if at is None:
                 listed = []
             elif request.arg("next") == "false":
-                listed = listed[max(0, at - limit):at]
+                listed = listed[max(0, at - limit) : at]
             else:
-                listed = listed[at + 1:]
-        return json_reply(200, {"message_id": "CS.10001", "message": "Querying the job list succeeded.",
-                                "current_time": _ms(self._clock.now()),
-                                "payload": {"total": len(self._jobs.listed()), "jobs": listed[:limit]}})
+                listed = listed[at + 1 :]
+        return json_reply(
+            200,
+            {
+                "message_id": "CS.10001",
+                "message": "Querying the job list succeeded.",
+                "current_time": _ms(self._clock.now()),
+                "payload": {"total": len(self._jobs.listed()), "jobs": listed[:limit]},
+            },
+        )
 
     def _dli_list(self, request: Request) -> Reply:
         limit, offset = integer(request.arg("limit"), 10), integer(request.arg("offset"), 0)
         if limit is None or offset is None or not 1 <= limit <= 100 or offset < 0:
             return gateway_error(400, "DLI.0001", "limit must be 1 to 100 and offset 0 or more.")
         listed = self._jobs.listed()
-        return json_reply(200, {"is_success": True, "message": "Querying of the job list succeeds.",
-                                "job_list": {"total_count": len(listed), "jobs": listed[offset:offset + limit]}})
+        return json_reply(
+            200,
+            {
+                "is_success": True,
+                "message": "Querying of the job list succeeds.",
+                "job_list": {"total_count": len(listed), "jobs": listed[offset : offset + limit]},
+            },
+        )
 
     def _cs_metrics(self, request: Request) -> Reply:
         ids = _job_ids(request)
@@ -172,8 +202,15 @@ class CloudStream:
         seed = self._jobs.seed_metrics()
         if seed is not None:
             return Reply(200, seed)
-        return json_reply(200, {"message_id": "CS.10001", "message": "Querying job monitoring information succeeds.",
-                                "current_time": _ms(self._clock.now()), "payload": {"jobs": self._jobs.metrics(ids)}})
+        return json_reply(
+            200,
+            {
+                "message_id": "CS.10001",
+                "message": "Querying job monitoring information succeeds.",
+                "current_time": _ms(self._clock.now()),
+                "payload": {"jobs": self._jobs.metrics(ids)},
+            },
+        )
 
     def _dli_metrics(self, request: Request) -> Reply:
         ids = _job_ids(request)
@@ -181,8 +218,9 @@ class CloudStream:
             return gateway_error(400, "DLI.0001", "job_ids must be a list of job ids.")
         seed = self._jobs.seed_metrics()
         jobs = json.loads(seed)["payload"]["jobs"] if seed is not None else self._jobs.metrics(ids)
-        return json_reply(200, {"is_success": True, "message": "Querying job metrics succeeds.",
-                                "metrics": {"jobs": jobs}})
+        return json_reply(
+            200, {"is_success": True, "message": "Querying job metrics succeeds.", "metrics": {"jobs": jobs}}
+        )
 
 
 class _SeedJobs:
@@ -192,8 +230,15 @@ class _SeedJobs:
         self._metrics = (Path(__file__).with_name("seeds") / "cloudstream_metrics.json").read_bytes()
 
     def listed(self) -> list[dict[str, Any]]:
-        return [{"job_id": SEED_ID, "name": "seed_job", "job_type": "flink_sql_job", "status": "job_running",
-                 "status_desc": ""}]
+        return [
+            {
+                "job_id": SEED_ID,
+                "name": "seed_job",
+                "job_type": "flink_sql_job",
+                "status": "job_running",
+                "status_desc": "",
+            }
+        ]
 
     def set_state(self, job_id: str, state: str | None) -> None:
         if job_id != str(SEED_ID):
@@ -221,11 +266,20 @@ class _LiveJobs(LiveJobs[int, _Job]):
             entries = []
             for job_id in list(self._jobs):
                 job, now = self._current(job_id)
-                entries.append({
-                    "job_id": job.id, "name": job.name, "desc": "", "user_name": "monitor", "job_type": job.job_type,
-                    "status": job.state, "status_desc": "", "create_time": _ms(job.created),
-                    "start_time": _ms(job.started), "duration": _ms(now - job.started) if job.started else 0,
-                })
+                entries.append(
+                    {
+                        "job_id": job.id,
+                        "name": job.name,
+                        "desc": "",
+                        "user_name": "monitor",
+                        "job_type": job.job_type,
+                        "status": job.state,
+                        "status_desc": "",
+                        "create_time": _ms(job.created),
+                        "start_time": _ms(job.started),
+                        "duration": _ms(now - job.started) if job.started else 0,
+                    }
+                )
             return entries
 
     def metrics(self, ids: list[int]) -> list[dict[str, Any]]:
@@ -262,12 +316,21 @@ class _LiveJobs(LiveJobs[int, _Job]):
     def _new_job(self, index: int, rng: random.Random, now: float) -> _Job:
         base = _NAMES[index % len(_NAMES)]
         source, sink = base.split("-", 1)
-        streams = [("source", f"Source: {source.upper()}_{rng.randrange(1000, 9999)}_{source.upper()}_SOURCE"),
-                   ("sink", f"Sink: DWS_{sink}_{rng.randrange(1000, 9999)}")]
+        streams = [
+            ("source", f"Source: {source.upper()}_{rng.randrange(1000, 9999)}_{source.upper()}_SOURCE"),
+            ("sink", f"Sink: DWS_{sink}_{rng.randrange(1000, 9999)}"),
+        ]
         if index % 3 == 2:
             streams.append(("sink", f"Sink: OBS_archive_{rng.randrange(1000, 9999)}"))
-        job = _Job(298765 + index, f"{base}-{index + 1:03d}", "flink_sql_job" if index % 4 else "flink_jar_job",
-                   streams, rng, rng.uniform(100, 800), next_tick=now + self._period)
+        job = _Job(
+            298765 + index,
+            f"{base}-{index + 1:03d}",
+            "flink_sql_job" if index % 4 else "flink_jar_job",
+            streams,
+            rng,
+            rng.uniform(100, 800),
+            next_tick=now + self._period,
+        )
         job.created = job.marked = now - rng.uniform(24, 72) * 3600
         started = now - rng.uniform(0.5, 12) * 3600
         self._enter(job, "job_submitting", started)
@@ -288,8 +351,12 @@ def _metrics(job: _Job) -> dict[str, Any]:
         written = records if role == "source" else records - corrupted
         dirty = corrupted if role == "source" else 0
         counts[role].append({"name": name, "records": written, "corrupted_records": dirty})
-    return {"sources": counts["source"], "sinks": counts["sink"],
-            "total_read_rate": round(job.rate * flowing, 2), "total_write_rate": round(job.rate * flowing * 0.999, 2)}
+    return {
+        "sources": counts["source"],
+        "sinks": counts["sink"],
+        "total_read_rate": round(job.rate * flowing, 2),
+        "total_write_rate": round(job.rate * flowing * 0.999, 2),
+    }
 
 
 def _job_ids(request: Request) -> list[int] | None:

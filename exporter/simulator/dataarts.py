@@ -49,8 +49,13 @@ _MOVES: dict[str, tuple[tuple[str, float], ...]] = {
 }
 _START = (NORMAL, NORMAL, EXCEPTION, STARTING, NORMAL, STOPPED, NORMAL, STOPPING)
 _FLOWING = {NORMAL: 1.0, EXCEPTION: 0.1}
-_INSTANCE = {STARTING: "waiting", NORMAL: "running", EXCEPTION: "running_exception", STOPPING: "running",
-             STOPPED: "manual_stop"}
+_INSTANCE = {
+    STARTING: "waiting",
+    NORMAL: "running",
+    EXCEPTION: "running_exception",
+    STOPPING: "running",
+    STOPPED: "manual_stop",
+}
 _NAMES = ("orders", "payments", "clicks", "inventory", "sms", "iot", "logs", "shipments")
 _NODE_TYPES = (("DIS Transfer Task", "dis"), ("MRS Flink Job", "MRS_Flink_Job"), ("DLI SQL", "dli_sql"))
 _PROJECT = r"(?P<project>[^/]+)"
@@ -152,7 +157,7 @@ class DataArts:
         if request.arg("jobType") not in (None, "REAL_TIME"):
             return json_reply(200, {"total": 0, "jobs": []})
         listed = self._jobs.listed()
-        return json_reply(200, {"total": len(listed), "jobs": listed[offset:offset + limit]})
+        return json_reply(200, {"total": len(listed), "jobs": listed[offset : offset + limit]})
 
     def _status(self, request: Request) -> Reply:
         answer = self._jobs.status(request.params["job"])
@@ -206,12 +211,21 @@ class _LiveJobs(LiveJobs[str, _Job]):
             entries = []
             for name in list(self._jobs):
                 job, _ = self._current(name)
-                entries.append({
-                    "name": job.name, "jobType": "REAL_TIME", "status": job.state, "owner": job.owner,
-                    "priority": 0, "path": f"/realtime/{job.name}", "createTime": _ms(job.extra["created"]),
-                    "startTime": _ms(job.started), "endTime": None if job.ended is None else _ms(job.ended),
-                    "lastUpdateTime": _ms(job.updated), "lastInstanceStatus": _INSTANCE[job.state],
-                })
+                entries.append(
+                    {
+                        "name": job.name,
+                        "jobType": "REAL_TIME",
+                        "status": job.state,
+                        "owner": job.owner,
+                        "priority": 0,
+                        "path": f"/realtime/{job.name}",
+                        "createTime": _ms(job.extra["created"]),
+                        "startTime": _ms(job.started),
+                        "endTime": None if job.ended is None else _ms(job.ended),
+                        "lastUpdateTime": _ms(job.updated),
+                        "lastInstanceStatus": _INSTANCE[job.state],
+                    }
+                )
             return entries
 
     def status(self, name: str) -> bytes | None:
@@ -220,8 +234,11 @@ class _LiveJobs(LiveJobs[str, _Job]):
                 job, _ = self._current(name)
             except LookupError:
                 return None
-            document: dict[str, Any] = {"name": job.name, "nodes": [self._node(job, n) for n in job.nodes],
-                                        "status": job.state}
+            document: dict[str, Any] = {
+                "name": job.name,
+                "nodes": [self._node(job, n) for n in job.nodes],
+                "status": job.state,
+            }
             if job.sdk_spelling:
                 document["starttime"] = datetime.fromtimestamp(job.started, UTC).strftime("%Y-%m-%d %H:%M:%S")
             else:
@@ -236,15 +253,28 @@ class _LiveJobs(LiveJobs[str, _Job]):
         put = int(node.got * 0.98)
         flowing = _FLOWING.get(job.state, 0.0)
         counters = {
-            "bufferRecords": int(node.rate * flowing * 0.05), "speed": round(node.rate * flowing, 1),
-            "totalGetBytes": got * node.record_bytes, "totalGetRecords": got,
-            "totalPutBytes": put * node.record_bytes, "totalPutRecords": put,
+            "bufferRecords": int(node.rate * flowing * 0.05),
+            "speed": round(node.rate * flowing, 1),
+            "totalGetBytes": got * node.record_bytes,
+            "totalGetRecords": got,
+            "totalPutBytes": put * node.record_bytes,
+            "totalPutRecords": put,
         }
         if job.sdk_spelling:
-            return {"jobInstanceId": job.instance, "LastInstanceStatus": _INSTANCE[job.state], "name": node.name,
-                    "nodeType": node.kind, **counters}
-        return {"name": node.name, "status": job.state, "type": node.kind,
-                "logPath": f"obs://dlf-log/{job.name}/{node.name}", **counters}
+            return {
+                "jobInstanceId": job.instance,
+                "LastInstanceStatus": _INSTANCE[job.state],
+                "name": node.name,
+                "nodeType": node.kind,
+                **counters,
+            }
+        return {
+            "name": node.name,
+            "status": job.state,
+            "type": node.kind,
+            "logPath": f"obs://dlf-log/{job.name}/{node.name}",
+            **counters,
+        }
 
     # --- life cycle, with the lock held ---------------------------------------------------------------
 
@@ -279,8 +309,10 @@ class _LiveJobs(LiveJobs[str, _Job]):
     def _new_job(self, index: int, rng: random.Random, now: float) -> _Job:
         name = f"rt-{_NAMES[index % len(_NAMES)]}-{index + 1:03d}"
         kinds = _NODE_TYPES[: 2 + index % 2]
-        nodes = [_Node(f"{prefix}_{rng.randrange(1000, 9999)}", kind, rng.uniform(50, 400), rng.randint(100, 900))
-                 for kind, prefix in kinds]
+        nodes = [
+            _Node(f"{prefix}_{rng.randrange(1000, 9999)}", kind, rng.uniform(50, 400), rng.randint(100, 900))
+            for kind, prefix in kinds
+        ]
         job = _Job(name, index % 2 == 1, nodes, rng, next_tick=now + self._period)
         job.extra["created"] = now - rng.uniform(48, 96) * 3600
         started = now - rng.uniform(1, 12) * 3600

@@ -29,10 +29,24 @@ from typing import Any
 
 from exporter.simulator.platforms import Platform, Reply
 
-KINDS = frozenset({
-    "latency", "error", "html_error", "rate_limit", "hang", "malformed", "empty", "wrong_types",
-    "missing_fields", "unknown_state", "oversized", "auth", "session_expired", "refuse",
-})
+KINDS = frozenset(
+    {
+        "latency",
+        "error",
+        "html_error",
+        "rate_limit",
+        "hang",
+        "malformed",
+        "empty",
+        "wrong_types",
+        "missing_fields",
+        "unknown_state",
+        "oversized",
+        "auth",
+        "session_expired",
+        "refuse",
+    }
+)
 UNKNOWN_STATE = "Quantum Flux"
 _SIDE_EFFECTS = frozenset({"latency", "session_expired"})
 _HTML = (
@@ -121,7 +135,8 @@ class FaultTable:
             raise ValueError(f"platform {rule.platform!r} is not served")
         names = (
             {name for names in self._endpoints.values() for name in names}
-            if rule.platform == "*" else set(self._endpoints[rule.platform])
+            if rule.platform == "*"
+            else set(self._endpoints[rule.platform])
         )
         if rule.endpoint != "*" and rule.endpoint not in names:
             raise ValueError(f"unknown endpoint {rule.endpoint!r}; known: {', '.join(sorted(names))}")

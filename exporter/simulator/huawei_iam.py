@@ -47,8 +47,9 @@ def gateway_error(status: int, code: str, message: str, headers: dict[str, str] 
 
 
 def throttled() -> Reply:
-    return gateway_error(429, "APIGW.0308", "The throttling threshold has been reached: policy user over ratelimit",
-                         {"Retry-After": "1"})
+    return gateway_error(
+        429, "APIGW.0308", "The throttling threshold has been reached: policy user over ratelimit", {"Retry-After": "1"}
+    )
 
 
 def refused(why: str) -> Reply:
@@ -56,8 +57,9 @@ def refused(why: str) -> Reply:
 
 
 def iam_refusal() -> Reply:
-    return json_reply(401, {"error": {"code": 401, "message": "The username or password is wrong.",
-                                      "title": "Unauthorized"}})
+    return json_reply(
+        401, {"error": {"code": 401, "message": "The username or password is wrong.", "title": "Unauthorized"}}
+    )
 
 
 class Gateway:
@@ -86,9 +88,14 @@ class Gateway:
 
     def credentials(self) -> dict[str, str]:
         return {
-            "iam_url": self._url() + self.prefix, "domain": self.domain, "username": self.username,
-            "password": self.password, "project_name": self.project_name, "project_id": self.project_id,
-            "access_key_id": self.access_key, "secret_access_key": self.secret_key,
+            "iam_url": self._url() + self.prefix,
+            "domain": self.domain,
+            "username": self.username,
+            "password": self.password,
+            "project_name": self.project_name,
+            "project_id": self.project_id,
+            "access_key_id": self.access_key,
+            "secret_access_key": self.secret_key,
         }
 
     def token_route(self) -> Route:
@@ -125,25 +132,36 @@ class Gateway:
             project = auth["scope"]["project"]
             methods = auth["identity"]["methods"]
         except (ValueError, KeyError, TypeError):
-            return json_reply(400, {"error": {"code": 400, "message": "The request body is invalid.",
-                                              "title": "Bad Request"}})
-        if (methods != ["password"] or user.get("name") != self.username or user.get("password") != self.password
-                or (user.get("domain") or {}).get("name") != self.domain):
+            return json_reply(
+                400, {"error": {"code": 400, "message": "The request body is invalid.", "title": "Bad Request"}}
+            )
+        if (
+            methods != ["password"]
+            or user.get("name") != self.username
+            or user.get("password") != self.password
+            or (user.get("domain") or {}).get("name") != self.domain
+        ):
             return iam_refusal()
         if project not in ({"name": self.project_name}, {"id": self.project_id}):
-            return json_reply(400, {"error": {"code": 400, "message": "The project is not found in the domain.",
-                                              "title": "Bad Request"}})
+            return json_reply(
+                400,
+                {"error": {"code": 400, "message": "The project is not found in the domain.", "title": "Bad Request"}},
+            )
         token = "MII" + secrets.token_urlsafe(48)
         now = self._clock.now()
         expires = now + self.token_seconds
         with self._lock:
             self._tokens[token] = expires
             self.logins += 1
-        body = {"token": {
-            "methods": ["password"], "expires_at": _iso(expires), "issued_at": _iso(now),
-            "user": {"name": self.username, "domain": {"name": self.domain}},
-            "project": {"id": self.project_id, "name": self.project_name},
-        }}
+        body = {
+            "token": {
+                "methods": ["password"],
+                "expires_at": _iso(expires),
+                "issued_at": _iso(now),
+                "user": {"name": self.username, "domain": {"name": self.domain}},
+                "project": {"id": self.project_id, "name": self.project_name},
+            }
+        }
         return Reply(201, json.dumps(body).encode(), headers={"X-Subject-Token": token})
 
     # --- the gateway -------------------------------------------------------------------------------------

@@ -66,8 +66,16 @@ _TROUBLE = {
     WARNING: ("Warning", "Write latency to the target is above 30 seconds."),
     ERROR: ("Error", "Failed to write to the target: connection refused."),
 }
-_NAMES = ("orders-cdc", "payments-stream", "clickstream-kafka", "inventory-sync", "customer-cdc",
-          "iot-telemetry", "app-logs", "shipments-cdc")
+_NAMES = (
+    "orders-cdc",
+    "payments-stream",
+    "clickstream-kafka",
+    "inventory-sync",
+    "customer-cdc",
+    "iot-telemetry",
+    "app-logs",
+    "shipments-cdc",
+)
 _SISVC = "/sisvc/monitor/v1"
 _FLOW = r"(?P<flow>[^/]+)"
 _ID_CHARS = string.ascii_uppercase + string.digits
@@ -97,9 +105,7 @@ class Informatica:
         self._user_id = _code(rng, 22)
         self._org_id = _code(rng, 22)
         self._sessions = SessionStore(context.clock, context.session_idle_seconds)
-        self._fleet: _Fleet = (
-            _SeedFleet() if context.seed else _LiveFleet(context, rng, self._org_id, self._username)
-        )
+        self._fleet: _Fleet = _SeedFleet() if context.seed else _LiveFleet(context, rng, self._org_id, self._username)
         self._listed_at = _iso(context.clock.now(), "Z")
 
     def routes(self) -> list[Route]:
@@ -111,8 +117,7 @@ class Informatica:
             Route("GET", "/saas/public/core/v3/objects", "objects", self._guard(infa, self._objects)),
             Route("GET", f"{_SISVC}/status/dataflows/{_FLOW}", "status", self._guard(ids, self._status)),
             Route("GET", f"{_SISVC}/jobs/{_FLOW}/(?P<run>[^/]+)", "jobs", self._guard(ids, self._job)),
-            Route("GET", f"{_SISVC}/statistics/dataflows/{_FLOW}", "statistics",
-                  self._guard(ids, self._statistics)),
+            Route("GET", f"{_SISVC}/statistics/dataflows/{_FLOW}", "statistics", self._guard(ids, self._statistics)),
             Route("GET", f"{_SISVC}/history/dataflows/{_FLOW}", "history", self._guard(ids, self._history)),
         ]
 
@@ -160,30 +165,50 @@ class Informatica:
             body = request.json()
         except ValueError:
             return False
-        return (isinstance(body, dict) and body.get("username") == self._username
-                and body.get("password") == self._password)
+        return (
+            isinstance(body, dict) and body.get("username") == self._username and body.get("password") == self._password
+        )
 
     def _login_v2(self, request: Request) -> Reply:
         if not self._authentic(request):
             return self.auth_failure("login_v2")
-        return json_reply(200, {
-            "@type": "user", "id": self._user_id, "orgId": self._org_id, "orgUuid": self._org_id,
-            "name": self._username, "firstName": "Ingestion", "lastName": "Monitor",
-            "emails": "monitor@example.com", "timezone": "UTC", "forceChangePassword": False,
-            "icSessionId": self._sessions.issue(), "serverUrl": f"{self._context.url()}/saas",
-        })
+        return json_reply(
+            200,
+            {
+                "@type": "user",
+                "id": self._user_id,
+                "orgId": self._org_id,
+                "orgUuid": self._org_id,
+                "name": self._username,
+                "firstName": "Ingestion",
+                "lastName": "Monitor",
+                "emails": "monitor@example.com",
+                "timezone": "UTC",
+                "forceChangePassword": False,
+                "icSessionId": self._sessions.issue(),
+                "serverUrl": f"{self._context.url()}/saas",
+            },
+        )
 
     def _login_v3(self, request: Request) -> Reply:
         if not self._authentic(request):
             return self.auth_failure("login_v3")
-        return json_reply(200, {
-            "products": [{"name": "Integration Cloud", "baseApiUrl": f"{self._context.url()}/saas"}],
-            "userInfo": {
-                "sessionId": self._sessions.issue(), "id": self._user_id, "name": self._username,
-                "parentOrgId": self._org_id, "orgId": self._org_id, "orgName": "Simulated Org",
-                "groups": {}, "status": "Active",
+        return json_reply(
+            200,
+            {
+                "products": [{"name": "Integration Cloud", "baseApiUrl": f"{self._context.url()}/saas"}],
+                "userInfo": {
+                    "sessionId": self._sessions.issue(),
+                    "id": self._user_id,
+                    "name": self._username,
+                    "parentOrgId": self._org_id,
+                    "orgId": self._org_id,
+                    "orgName": "Simulated Org",
+                    "groups": {},
+                    "status": "Active",
+                },
             },
-        })
+        )
 
     def _logout(self, request: Request) -> Reply:
         token = request.header("INFA-SESSION-ID")
@@ -200,13 +225,25 @@ class Informatica:
             return _v3_error(400, "SISVC_400", f"Unsupported query: {query}")
         if limit is None or not 1 <= limit <= 200 or skip is None or skip < 0:
             return _v3_error(400, "SISVC_400", "limit must be 1 to 200 and skip 0 or more.")
-        listed: list[dict[str, Any]] = [] if wanted is not None and wanted.group(1) != "SI_DATAFLOW" else [
-            {"id": job["id"], "path": f"Default/{job['name']}", "type": "SI_DATAFLOW", "description": "",
-             "updatedBy": self._username, "updateTime": self._listed_at, "tags": [],
-             "sourceControl": None, "customAttributes": None}
-            for job in self._fleet.jobs()
-        ]
-        return json_reply(200, {"count": len(listed), "objects": listed[skip: skip + limit]})
+        listed: list[dict[str, Any]] = (
+            []
+            if wanted is not None and wanted.group(1) != "SI_DATAFLOW"
+            else [
+                {
+                    "id": job["id"],
+                    "path": f"Default/{job['name']}",
+                    "type": "SI_DATAFLOW",
+                    "description": "",
+                    "updatedBy": self._username,
+                    "updateTime": self._listed_at,
+                    "tags": [],
+                    "sourceControl": None,
+                    "customAttributes": None,
+                }
+                for job in self._fleet.jobs()
+            ]
+        )
+        return json_reply(200, {"count": len(listed), "objects": listed[skip : skip + limit]})
 
     def _status(self, request: Request) -> Reply:
         return Reply(200, self._fleet.status(request.params["flow"]))
@@ -342,15 +379,27 @@ class _LiveFleet(LiveJobs[str, _Flow]):
             flow, now = self._current(flow_id)
             stamp = int(now) * 1000
             reports = [
-                {"name": f"{flow.name}_{node.name}", "id": node.id, "status": status, "timestamp": stamp,
-                 "message": message}
+                {
+                    "name": f"{flow.name}_{node.name}",
+                    "id": node.id,
+                    "status": status,
+                    "timestamp": stamp,
+                    "message": message,
+                }
                 for node, (status, message) in zip(flow.nodes, _node_statuses(flow), strict=True)
             ]
-            return _dump({
-                "dataflowName": flow.name, "dataflowId": flow.id, "status": flow.state, "timestamp": stamp,
-                "reports": reports, "graph": flow.graph, "version": flow.version,
-                "runId": flow.runs[-1].run_id if flow.runs else None,
-            })
+            return _dump(
+                {
+                    "dataflowName": flow.name,
+                    "dataflowId": flow.id,
+                    "status": flow.state,
+                    "timestamp": stamp,
+                    "reports": reports,
+                    "graph": flow.graph,
+                    "version": flow.version,
+                    "runId": flow.runs[-1].run_id if flow.runs else None,
+                }
+            )
 
     def job(self, flow_id: str, run_id: int) -> bytes:
         with self._lock:
@@ -359,15 +408,25 @@ class _LiveFleet(LiveJobs[str, _Flow]):
             if run is None:
                 raise _NotFoundError(f"Run {run_id} of dataflow {flow_id} not found.")
             extra = {"id": flow.task_id, "version": flow.version, "agentGroupId": None}
-            return _dump({
-                "assetId": flow.id, "assetName": flow.name, "assetType": "SI_DATAFLOW", "correlationId": None,
-                "duration": None if run.deployed is None else round(run.deployed - run.started),
-                "endTime": None if run.deployed is None else _iso(run.deployed),
-                "extraData": json.dumps(extra, separators=(",", ":")), "location": "Default",
-                "runId": run.run_id, "orgId": self._org_id, "runtimeEnv": self._agent_id,
-                "startedBy": self._username, "status": flow.state if run.undeployed is None else UNDEPLOYED,
-                "startTime": _iso(run.started), "deployedVersion": flow.version,
-            })
+            return _dump(
+                {
+                    "assetId": flow.id,
+                    "assetName": flow.name,
+                    "assetType": "SI_DATAFLOW",
+                    "correlationId": None,
+                    "duration": None if run.deployed is None else round(run.deployed - run.started),
+                    "endTime": None if run.deployed is None else _iso(run.deployed),
+                    "extraData": json.dumps(extra, separators=(",", ":")),
+                    "location": "Default",
+                    "runId": run.run_id,
+                    "orgId": self._org_id,
+                    "runtimeEnv": self._agent_id,
+                    "startedBy": self._username,
+                    "status": flow.state if run.undeployed is None else UNDEPLOYED,
+                    "startTime": _iso(run.started),
+                    "deployedVersion": flow.version,
+                }
+            )
 
     def statistics(self, flow_id: str) -> bytes:
         with self._lock:
@@ -377,28 +436,46 @@ class _LiveFleet(LiveJobs[str, _Flow]):
             run = flow.runs[-1]
             read, written = int(run.in_messages), int(run.out_messages)
             nodes = [
-                {"id": node.id, "name": node.name, "inMessages": read,
-                 "outMessages": read if node.service_type == "source" else written,
-                 "inBytes": read * flow.message_bytes,
-                 "outBytes": (read if node.service_type == "source" else written) * flow.message_bytes}
+                {
+                    "id": node.id,
+                    "name": node.name,
+                    "inMessages": read,
+                    "outMessages": read if node.service_type == "source" else written,
+                    "inBytes": read * flow.message_bytes,
+                    "outBytes": (read if node.service_type == "source" else written) * flow.message_bytes,
+                }
                 for node in flow.nodes
             ]
-            return _dump({
-                "dataflowId": flow.id, "dataflowRunId": run.run_id, "startTime": _ms(run.started),
-                "stopTime": None if run.stopped is None else _ms(run.stopped),
-                "inMessages": read, "outMessages": written, "inBytes": read * flow.message_bytes,
-                "outBytes": written * flow.message_bytes, "nodes": nodes,
-            })
+            return _dump(
+                {
+                    "dataflowId": flow.id,
+                    "dataflowRunId": run.run_id,
+                    "startTime": _ms(run.started),
+                    "stopTime": None if run.stopped is None else _ms(run.stopped),
+                    "inMessages": read,
+                    "outMessages": written,
+                    "inBytes": read * flow.message_bytes,
+                    "outBytes": written * flow.message_bytes,
+                    "nodes": nodes,
+                }
+            )
 
     def history(self, flow_id: str) -> bytes:
         with self._lock:
             flow, _ = self._current(flow_id)
-            return _dump([
-                {"dataflowId": flow.id, "dataflowName": flow.name, "deployedAt": _ms(run.started),
-                 "undeployedAt": None if run.undeployed is None else _ms(run.undeployed),
-                 "dataflowVersion": flow.version, "runId": run.run_id}
-                for run in reversed(flow.runs)
-            ])
+            return _dump(
+                [
+                    {
+                        "dataflowId": flow.id,
+                        "dataflowName": flow.name,
+                        "deployedAt": _ms(run.started),
+                        "undeployedAt": None if run.undeployed is None else _ms(run.undeployed),
+                        "dataflowVersion": flow.version,
+                        "runId": run.run_id,
+                    }
+                    for run in reversed(flow.runs)
+                ]
+            )
 
     def _missing(self, flow_id: str | None) -> LookupError:
         return _NotFoundError(f"Dataflow {flow_id} not found.")
@@ -450,10 +527,18 @@ class _LiveFleet(LiveJobs[str, _Flow]):
         if index % 3 == 2:
             nodes.append(_Node(_uuid(rng), f"{name}_archive", "target"))
         flow = _Flow(
-            id=_uuid(rng), name=name, healthy=UP if index % 2 == 0 else RUNNING, nodes=nodes,
-            graph=_graph(self._agent_id, nodes, rng), rng=rng, rate=rng.uniform(100, 500),
-            message_bytes=rng.randint(200, 2000), task_id=_code(rng, 22), version=rng.randint(1, 5),
-            marked=0.0, next_tick=now + self._period,
+            id=_uuid(rng),
+            name=name,
+            healthy=UP if index % 2 == 0 else RUNNING,
+            nodes=nodes,
+            graph=_graph(self._agent_id, nodes, rng),
+            rng=rng,
+            rate=rng.uniform(100, 500),
+            message_bytes=rng.randint(200, 2000),
+            task_id=_code(rng, 22),
+            version=rng.randint(1, 5),
+            marked=0.0,
+            next_tick=now + self._period,
         )
         for at, state in _past(_START[index % len(_START)], flow.healthy, rng, now):
             self._enter(flow, state, at)
@@ -503,20 +588,37 @@ def _graph(agent_id: str, nodes: list[_Node], rng: random.Random) -> str:
     source = nodes[0]
     configs = {
         "source": [{"key": "_nativeName", "value": "src"}, {"key": "consumerProperties", "value": None}],
-        "target": [{"key": "_nativeName", "value": "trgt"}, {"key": "batchSize", "value": "1048576"},
-                   {"key": "mdFetchTimeout", "value": "5000"}, {"key": "producerProperties", "value": None}],
+        "target": [
+            {"key": "_nativeName", "value": "trgt"},
+            {"key": "batchSize", "value": "1048576"},
+            {"key": "mdFetchTimeout", "value": "5000"},
+            {"key": "producerProperties", "value": None},
+        ],
     }
     graph = {
         "agentId": agent_id,
         "nodes": [
-            {"id": node.id, "name": node.name, "serviceType": node.service_type,
-             "config": configs[node.service_type], "connectionId": "01" + _code(rng, 18, _ID_CHARS),
-             "type": "", "metaMetadata": ""}
+            {
+                "id": node.id,
+                "name": node.name,
+                "serviceType": node.service_type,
+                "config": configs[node.service_type],
+                "connectionId": "01" + _code(rng, 18, _ID_CHARS),
+                "type": "",
+                "metaMetadata": "",
+            }
             for node in nodes
         ],
         "edges": [
-            {"id": _uuid(rng), "name": f"{source.name}_{node.name}", "from": source.name, "to": node.name,
-             "type": "success", "config": [], "metaMetadata": ""}
+            {
+                "id": _uuid(rng),
+                "name": f"{source.name}_{node.name}",
+                "from": source.name,
+                "to": node.name,
+                "type": "success",
+                "config": [],
+                "metaMetadata": "",
+            }
             for node in nodes[1:]
         ],
         "runtimeOptions": None,
@@ -525,8 +627,9 @@ def _graph(agent_id: str, nodes: list[_Node], rng: random.Random) -> str:
 
 
 def _v3_error(status: int, code: str, message: str) -> Reply:
-    return json_reply(status, {"error": {"code": code, "message": message,
-                                         "requestId": secrets.token_urlsafe(16), "details": None}})
+    return json_reply(
+        status, {"error": {"code": code, "message": message, "requestId": secrets.token_urlsafe(16), "details": None}}
+    )
 
 
 def _invalid_session() -> Reply:
@@ -534,8 +637,7 @@ def _invalid_session() -> Reply:
 
 
 def _v2_error(status: int, code: str, description: str) -> Reply:
-    return json_reply(status, {"code": code, "description": description, "statusCode": status,
-                               "@type": "error"})
+    return json_reply(status, {"code": code, "description": description, "statusCode": status, "@type": "error"})
 
 
 def _dump(document: Any) -> bytes:

@@ -90,14 +90,31 @@ SEED_SEARCH = (
 )
 SEED_EXAMPLES = {RUNNING: SEED_RUNNING, SUCCESSFUL: SEED_SUCCESSFUL, ERROR: SEED_ERROR, ABORTED: SEED_ABORTED}
 
-_NAMES = ("postgres-events", "mysql-orders", "oracle-customers", "sqlserver-invoices", "postgres-audit",
-          "mysql-sessions", "db2-ledger", "postgres-shipments")
+_NAMES = (
+    "postgres-events",
+    "mysql-orders",
+    "oracle-customers",
+    "sqlserver-invoices",
+    "postgres-audit",
+    "mysql-sessions",
+    "db2-ledger",
+    "postgres-shipments",
+)
 _START = (RUNNING, SUCCESSFUL, RUNNING, ERROR, RUNNING, ABORTED, SUCCESSFUL, RUNNING)
-_INFOS = {RUNNING: "The job is running.", ABORTING: "The job is aborting.", ABORTED: "The job has been aborted.",
-          ERROR: "The job has failed.", SUCCESSFUL: "The job is done."}
+_INFOS = {
+    RUNNING: "The job is running.",
+    ABORTING: "The job is aborting.",
+    ABORTED: "The job has been aborted.",
+    ERROR: "The job has failed.",
+    SUCCESSFUL: "The job is done.",
+}
 _FAILURES = (
-    ("Could not execute datasource query [{source}].", "Failed to initialize pool: The connection attempt failed.",
-     "The connection attempt failed.", "connect timed out"),
+    (
+        "Could not execute datasource query [{source}].",
+        "Failed to initialize pool: The connection attempt failed.",
+        "The connection attempt failed.",
+        "connect timed out",
+    ),
     ("Could not execute datasource query [{source}].", "ERROR: canceling statement due to statement timeout"),
     ("Bulk request failed: es_rejected_execution_exception.",),
 )
@@ -174,9 +191,13 @@ class Siren:
     def credentials(self) -> dict[str, str]:
         encoded = base64.b64encode(f"{self._api_key_id}:{self._api_key}".encode()).decode()
         return {
-            "username": self._username, "password": self._password,
-            "api_key": f"{self._api_key_id}:{self._api_key}", "api_key_encoded": encoded, "token": self._token,
-            "unprivileged_username": self._unprivileged[0], "unprivileged_password": self._unprivileged[1],
+            "username": self._username,
+            "password": self._password,
+            "api_key": f"{self._api_key_id}:{self._api_key}",
+            "api_key_encoded": encoded,
+            "token": self._token,
+            "unprivileged_username": self._unprivileged[0],
+            "unprivileged_password": self._unprivileged[1],
         }
 
     def jobs(self) -> list[dict[str, str]]:
@@ -229,7 +250,8 @@ class Siren:
                 return _unauthenticated(f"unable to authenticate user for REST request [{request.path}]")
             if user != self._username:
                 return _es_error(
-                    403, "security_exception",
+                    403,
+                    "security_exception",
                     f"action [{_PRIVILEGE}] is unauthorized for user [{user}] with effective roles [kibana_user]",
                 )
             job_type = request.params.get("type")
@@ -302,8 +324,9 @@ class _SeedJobs:
             return Reply(200, b"[ " + SEED_RUNNING + b" ]")
         return json_reply(200, _shaped(shape, [document]))
 
-    def search(self, job_id: str | None, state: str | None, since: int | None, until: int | None,
-               total_as_int: bool) -> Reply:
+    def search(
+        self, job_id: str | None, state: str | None, since: int | None, until: int | None, total_as_int: bool
+    ) -> Reply:
         hit = json.loads(SEED_SEARCH)["hits"]["hits"][0]
         source = hit["_source"][TYPE]
         if _passes(source, job_id, state, since, until):
@@ -345,8 +368,9 @@ class _LiveJobs(LiveJobs[str, _Job]):
                     documents.append(self._document(job, run))
             return json_reply(200, _shaped(shape, documents))
 
-    def search(self, job_id: str | None, state: str | None, since: int | None, until: int | None,
-               total_as_int: bool) -> Reply:
+    def search(
+        self, job_id: str | None, state: str | None, since: int | None, until: int | None, total_as_int: bool
+    ) -> Reply:
         with self._lock:
             hits: list[dict[str, Any]] = []
             for known in list(self._jobs):
@@ -426,7 +450,9 @@ class _LiveJobs(LiveJobs[str, _Job]):
     def _status(self, job: _Job, run: _Run) -> dict[str, Any]:
         count = int(run.count)
         status: dict[str, Any] = {
-            "version": 1, "id": job.id, "is_running": run.state in (RUNNING, ABORTING),
+            "version": 1,
+            "id": job.id,
+            "is_running": run.state in (RUNNING, ABORTING),
         }
         if run.aborting:
             status["is_aborting"] = True
@@ -445,8 +471,13 @@ class _LiveJobs(LiveJobs[str, _Job]):
     def _new_job(self, index: int, rng: random.Random, now: float) -> _Job:
         base = _NAMES[index % len(_NAMES)]
         job = _Job(
-            id=f"{base}-{index + 1:02d}", source=base.split("-")[0], rng=rng, rate=rng.uniform(100, 600),
-            first_id=rng.randint(1, 5000), next_tick=now + self._period, marked=0.0,
+            id=f"{base}-{index + 1:02d}",
+            source=base.split("-")[0],
+            rng=rng,
+            rate=rng.uniform(100, 600),
+            first_id=rng.randint(1, 5000),
+            next_tick=now + self._period,
+            marked=0.0,
         )
         if self._log_seconds is not None:  # idle since the log's start: the first look plays the ticks since
             job.next_tick = job.marked = now - self._log_seconds
@@ -471,11 +502,16 @@ class _LiveJobs(LiveJobs[str, _Job]):
         return job
 
 
-def _passes(status: dict[str, Any], job_id: str | None, state: str | None, since: int | None,
-            until: int | None) -> bool:
+def _passes(
+    status: dict[str, Any], job_id: str | None, state: str | None, since: int | None, until: int | None
+) -> bool:
     start = int(status.get("start_time") or 0)
-    return ((job_id is None or status.get("id") == job_id) and (state is None or status.get("state") == state)
-            and (since is None or start >= since) and (until is None or start <= until))
+    return (
+        (job_id is None or status.get("id") == job_id)
+        and (state is None or status.get("state") == state)
+        and (since is None or start >= since)
+        and (until is None or start <= until)
+    )
 
 
 def _shaped(shape: str, documents: list[dict[str, Any]]) -> Any:

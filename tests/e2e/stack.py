@@ -88,8 +88,12 @@ class Processes:
         log = self.workdir / f"{name}.log"
         with log.open("wb") as out:
             popen = subprocess.Popen(
-                list(argv), stdout=out, stderr=subprocess.STDOUT, cwd=self.workdir,
-                env={**os.environ, **(env or {})}, start_new_session=True,
+                list(argv),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                env={**os.environ, **(env or {})},
+                start_new_session=True,
             )
         process = Process(name, popen, log)
         self.started.append(process)

@@ -60,8 +60,9 @@ class Stack:
     processes: Processes
 
     def force(self, platform: str, job_id: str, state: str | None) -> None:
-        answer = requests.post(f"{self.simulator}/_sim/{platform}/jobs/{job_id}/state", json={"state": state},
-                               timeout=5)
+        answer = requests.post(
+            f"{self.simulator}/_sim/{platform}/jobs/{job_id}/state", json={"state": state}, timeout=5
+        )
         assert answer.status_code == 200, answer.text
 
     def check_alive(self) -> None:
@@ -71,10 +72,25 @@ class Stack:
 
 def start_simulator(processes: Processes, platforms: list[str]) -> tuple[str, dict[str, Any]]:
     credentials = processes.workdir / "credentials.json"
-    process = processes.start("simulator", [
-        sys.executable, "-m", "exporter.simulator", "--listen", "127.0.0.1:0", "--jobs", "4",
-        "--transition-seconds", "3600", "--platforms", ",".join(platforms), "--credentials-out", str(credentials),
-    ], env={"PYTHONPATH": str(ROOT)})
+    process = processes.start(
+        "simulator",
+        [
+            sys.executable,
+            "-m",
+            "exporter.simulator",
+            "--listen",
+            "127.0.0.1:0",
+            "--jobs",
+            "4",
+            "--transition-seconds",
+            "3600",
+            "--platforms",
+            ",".join(platforms),
+            "--credentials-out",
+            str(credentials),
+        ],
+        env={"PYTHONPATH": str(ROOT)},
+    )
 
     def started() -> str | None:
         process.check_alive()
@@ -85,8 +101,13 @@ def start_simulator(processes: Processes, platforms: list[str]) -> tuple[str, di
     return url, json.loads(credentials.read_text())
 
 
-def start_exporter(processes: Processes, simulator: str, credentials: dict[str, Any],
-                   jobs: dict[str, list[dict[str, str]]], platforms: list[str]) -> str:
+def start_exporter(
+    processes: Processes,
+    simulator: str,
+    credentials: dict[str, Any],
+    jobs: dict[str, list[dict[str, str]]],
+    platforms: list[str],
+) -> str:
     targets = []
     env = {"PYTHONPATH": str(ROOT)}
     for platform in platforms:
@@ -97,10 +118,21 @@ def start_exporter(processes: Processes, simulator: str, credentials: dict[str, 
     config = processes.workdir / "exporter.yml"
     config.write_text(yaml.safe_dump({"scrape_budget_seconds": 1.5, "targets": targets}))
     port = free_port()
-    process = processes.start("exporter", [
-        sys.executable, "-m", "exporter", "--config.file", str(config), "--web.listen-address", f"127.0.0.1:{port}",
-        "--log.format", "json",
-    ], env=env)
+    process = processes.start(
+        "exporter",
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "--config.file",
+            str(config),
+            "--web.listen-address",
+            f"127.0.0.1:{port}",
+            "--log.format",
+            "json",
+        ],
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:
@@ -121,11 +153,16 @@ def start_alertmanager(processes: Processes, webhook: Webhook) -> str:
     path = processes.workdir / "alertmanager.yml"
     path.write_text(yaml.safe_dump(config))
     port = free_port()
-    process = processes.start("alertmanager", [
-        binary("prometheus-alertmanager", "alertmanager"), f"--config.file={path}",
-        f"--storage.path={processes.workdir / 'alertmanager-data'}", f"--web.listen-address=127.0.0.1:{port}",
-        "--cluster.listen-address=",
-    ])
+    process = processes.start(
+        "alertmanager",
+        [
+            binary("prometheus-alertmanager", "alertmanager"),
+            f"--config.file={path}",
+            f"--storage.path={processes.workdir / 'alertmanager-data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+    )
     url = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:
@@ -143,16 +180,23 @@ def start_prometheus(processes: Processes, exporter: str, alertmanager: str) -> 
         "global": {"scrape_interval": SCRAPE_INTERVAL, "scrape_timeout": SCRAPE_INTERVAL, "evaluation_interval": "1s"},
         "rule_files": [str(rules)],
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager.removeprefix("http://")]}]}]},
-        "scrape_configs": [{"job_name": "ingestion-exporter",
-                            "static_configs": [{"targets": [exporter.removeprefix("http://")]}]}],
+        "scrape_configs": [
+            {"job_name": "ingestion-exporter", "static_configs": [{"targets": [exporter.removeprefix("http://")]}]}
+        ],
     }
     path = processes.workdir / "prometheus.yml"
     path.write_text(yaml.safe_dump(config))
     port = free_port()
-    process = processes.start("prometheus", [
-        binary("prometheus"), f"--config.file={path}", f"--storage.tsdb.path={processes.workdir / 'prometheus-data'}",
-        f"--web.listen-address=127.0.0.1:{port}", "--rules.alert.resend-delay=1s",
-    ])
+    process = processes.start(
+        "prometheus",
+        [
+            binary("prometheus"),
+            f"--config.file={path}",
+            f"--storage.tsdb.path={processes.workdir / 'prometheus-data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--rules.alert.resend-delay=1s",
+        ],
+    )
     prometheus = Prometheus(f"http://127.0.0.1:{port}")
 
     def ready() -> bool:
@@ -201,35 +245,53 @@ def find_alert(stack: Stack, since: int, receiver: str, status: str, **labels: s
 def test_rules_under_test_are_the_shipped_ones_with_shorter_waits() -> None:
     shipped = yaml.safe_load(generate.RULES_FILE.read_text())
     fast = yaml.safe_load(generate.rules_yaml(generate.parameters(FAST)))
-    assert [r["expr"] for g in fast["groups"] for r in g["rules"]] == \
-           [r["expr"] for g in shipped["groups"] for r in g["rules"]]
+    assert [r["expr"] for g in fast["groups"] for r in g["rules"]] == [
+        r["expr"] for g in shipped["groups"] for r in g["rules"]
+    ]
     assert set(FAST) <= {name for name in generate.THRESHOLDS if name.endswith("_for")}
 
 
 def test_failed_job_pages_and_resolves(stack: Stack) -> None:
     job = stack.jobs["informatica"][0]
-    labels = {"alertname": "IngestionJobFailed", "platform": "informatica", "target": "e2e-informatica",
-              "job_id": job["id"], "job_name": job["name"], "severity": "critical", "state": "failed",
-              "job": "ingestion-exporter"}
+    labels = {
+        "alertname": "IngestionJobFailed",
+        "platform": "informatica",
+        "target": "e2e-informatica",
+        "job_id": job["id"],
+        "job_name": job["name"],
+        "severity": "critical",
+        "state": "failed",
+        "job": "ingestion-exporter",
+    }
     since = stack.webhook.mark()
     stack.force("informatica", job["id"], "Running with Error")
-    fired = wait_for("IngestionJobFailed to reach the pager",
-                     lambda: find_alert(stack, since, "ingestion-pager", "firing", **labels), timeout=45)
+    fired = wait_for(
+        "IngestionJobFailed to reach the pager",
+        lambda: find_alert(stack, since, "ingestion-pager", "firing", **labels),
+        timeout=45,
+    )
     assert fired["annotations"] == {
         "summary": f"Ingestion job {job['name']} on informatica failed.",
         "description": f"Job {job['name']} ({job['id']}) on informatica target e2e-informatica has been in the "
-                       "failed state for more than 2s.",
+        "failed state for more than 2s.",
         "runbook_url": f"{generate.THRESHOLDS['runbook_url'].default}#ingestionjobfailed",
     }
     stack.force("informatica", job["id"], "Up and Running")
-    wait_for("IngestionJobFailed to resolve",
-             lambda: find_alert(stack, since, "ingestion-pager", "resolved", **labels), timeout=45)
+    wait_for(
+        "IngestionJobFailed to resolve",
+        lambda: find_alert(stack, since, "ingestion-pager", "resolved", **labels),
+        timeout=45,
+    )
     stack.check_alive()
 
 
 def fill(expr: str, platform: str, target: str, job_id: str) -> str:
-    for name, value in (("$__rate_interval", RATE_INTERVAL), ("$platform", platform), ("$target", target),
-                        ("$job", job_id)):
+    for name, value in (
+        ("$__rate_interval", RATE_INTERVAL),
+        ("$platform", platform),
+        ("$target", target),
+        ("$job", job_id),
+    ):
         expr = expr.replace(name, value)
     return expr
 
@@ -259,40 +321,61 @@ def test_every_dashboard_query_returns_data(stack: Stack) -> None:
 def test_unreachable_target_pages_once_and_inhibits_its_job_alerts(stack: Stack) -> None:
     target = {"platform": "informatica", "target": "e2e-informatica"}
     since = stack.webhook.mark()
-    answer = requests.post(f"{stack.simulator}/_sim/faults", json={"kind": "refuse", "platform": "informatica"},
-                           timeout=5)
+    answer = requests.post(
+        f"{stack.simulator}/_sim/faults", json={"kind": "refuse", "platform": "informatica"}, timeout=5
+    )
     assert answer.status_code == 201, answer.text
     try:
-        page = wait_for("IngestionTargetUnreachable to reach the pager", lambda: find_alert(
-            stack, since, "ingestion-pager", "firing", alertname="IngestionTargetUnreachable", **target), timeout=60)
+        page = wait_for(
+            "IngestionTargetUnreachable to reach the pager",
+            lambda: find_alert(
+                stack, since, "ingestion-pager", "firing", alertname="IngestionTargetUnreachable", **target
+            ),
+            timeout=60,
+        )
         assert page["annotations"]["summary"] == "The exporter cannot read informatica target e2e-informatica."
 
         jobs = {job["id"] for job in stack.jobs["informatica"]}
 
         def unknown_alerts_firing() -> bool:
-            firing = {a["labels"]["job_id"] for a in stack.prometheus.alerts()
-                      if a["state"] == "firing" and labels_match(a["labels"], target)
-                      and a["labels"]["alertname"] == "IngestionJobStateUnknown"}
+            firing = {
+                a["labels"]["job_id"]
+                for a in stack.prometheus.alerts()
+                if a["state"] == "firing"
+                and labels_match(a["labels"], target)
+                and a["labels"]["alertname"] == "IngestionJobStateUnknown"
+            }
             return firing >= jobs
 
         wait_for("IngestionJobStateUnknown to fire in Prometheus for every job", unknown_alerts_firing, timeout=45)
 
         def suppressed_in_alertmanager() -> bool:
-            answer = requests.get(f"{stack.alertmanager}/api/v2/alerts",
-                                  params={"filter": 'alertname="IngestionJobStateUnknown"'}, timeout=5)
+            answer = requests.get(
+                f"{stack.alertmanager}/api/v2/alerts",
+                params={"filter": 'alertname="IngestionJobStateUnknown"'},
+                timeout=5,
+            )
             alerts = [a for a in answer.json() if labels_match(a["labels"], target)]
             return {a["labels"]["job_id"] for a in alerts} >= jobs and all(
-                a["status"]["state"] == "suppressed" and a["status"]["inhibitedBy"] for a in alerts)
+                a["status"]["state"] == "suppressed" and a["status"]["inhibitedBy"] for a in alerts
+            )
 
         wait_for("Alertmanager to inhibit the job alerts of the target", suppressed_in_alertmanager, timeout=30)
         time.sleep(3)  # three group intervals: a job page, if any were let through, would have arrived by now
         received = stack.webhook.alerts(since)
-        job_pages = [alert["labels"] for _, alert in received if alert["status"] == "firing"
-                     and alert["labels"]["alertname"].startswith("IngestionJob")
-                     and labels_match(alert["labels"], target)]
+        job_pages = [
+            alert["labels"]
+            for _, alert in received
+            if alert["status"] == "firing"
+            and alert["labels"]["alertname"].startswith("IngestionJob")
+            and labels_match(alert["labels"], target)
+        ]
         assert job_pages == []
-        target_pages = {json.dumps(alert["labels"], sort_keys=True) for _, alert in received
-                        if alert["status"] == "firing" and alert["labels"]["alertname"] == "IngestionTargetUnreachable"}
+        target_pages = {
+            json.dumps(alert["labels"], sort_keys=True)
+            for _, alert in received
+            if alert["status"] == "firing" and alert["labels"]["alertname"] == "IngestionTargetUnreachable"
+        }
         assert len(target_pages) == 1
     finally:
         requests.delete(f"{stack.simulator}/_sim/faults", timeout=5)
