@@ -7,6 +7,7 @@ reads files. The image check itself, which builds and runs the image, is opt-in 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 MIRROR_SCRIPT = ROOT / "scripts" / "debian-mirror.sh"
+IMAGE_CHECK = ROOT / "scripts" / "image-check.sh"
 
 NODESOURCE = "Types: deb\nURIs: https://node.example/node_20.x\nSuites: nodistro\nComponents: main\n"
 
@@ -166,3 +168,12 @@ def test_without_a_debian_archive_it_fails_and_names_the_override(tmp_path: Path
     assert result.returncode == 1
     assert result.stdout == ""
     assert "DEBIAN_MIRROR" in result.stderr and str(tmp_path) in result.stderr
+
+
+def test_image_check_takes_its_mirror_and_base_from_the_machine_and_the_dockerfile() -> None:
+    text = IMAGE_CHECK.read_text()
+    assert "scripts/debian-mirror.sh" in text
+    # Every URL in the check is the exporter's loopback address: no mirror or registry of its own.
+    urls = re.findall(r"[a-z][a-z0-9+.-]*://[^\s\"'/]+", text)
+    assert urls and set(urls) == {"http://127.0.0.1:$port"}
+    assert "base_ref=$(sed -n 's/^ARG PYTHON_IMAGE=" in text
