@@ -89,6 +89,7 @@ pm build --isolation chroot --network host --pull=never --layers=false \
     || { tail -n 30 "$work/build.log" >&2; die "build failed; full log in $work/build.log"; }
 say "built $image in $((SECONDS - started)) s"
 pm image inspect "$image" --format 'user={{.Config.User}} entrypoint={{.Config.Entrypoint}} cmd={{.Config.Cmd}} exposed={{.Config.ExposedPorts}}'
+# shellcheck disable=SC2016 # a Go template, expanded by podman
 pm image inspect "$image" --format '{{range $k, $v := .Config.Labels}}{{$k}}={{$v}}{{"\n"}}{{end}}' | grep '^org.opencontainers'
 
 # 3. Run hardened, in demo mode, on loopback.
@@ -108,6 +109,7 @@ for _ in $(seq 1 60); do
 done
 curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null || { pm logs "$container" >&2; die "/readyz never answered 200"; }
 printf 'GET /healthz -> %s\n' "$(curl -fsS "http://127.0.0.1:$port/healthz")"
+# shellcheck disable=SC2016 # expanded by the container's shell
 pm exec "$container" sh -c 'echo "PID 1: $(tr "\0" " " </proc/1/cmdline)"; id'
 
 metrics=$work/metrics.txt
