@@ -20,13 +20,13 @@
 # Requirements (Debian): apt-get install -y --no-install-recommends podman runc debootstrap curl
 # Environment: IMAGE_CHECK_DIR (cache of rootfs and image storage, default /var/tmp/ingestion-exporter-image-check),
 #              IMAGE_CHECK_PORT (loopback port for the exporter, default 19867),
-#              DEBIAN_MIRROR (default http://deb.debian.org/debian).
+#              DEBIAN_MIRROR (the Debian mirror for debootstrap; by default the one the machine's apt sources
+#              use for Debian's main archive, as scripts/debian-mirror.sh finds it).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 work=${IMAGE_CHECK_DIR:-/var/tmp/ingestion-exporter-image-check}
 port=${IMAGE_CHECK_PORT:-19867}
-mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 image=localhost/ingestion-exporter:image-check
 container=ingestion-exporter-image-check
 
@@ -44,13 +44,9 @@ pm() {
         --runtime "$(command -v runc)" --cgroup-manager cgroupfs --events-backend file "$@"
 }
 
-base=$(sed -n 's/^ARG PYTHON_IMAGE=\(.*\)$/\1/p' "$repo/Dockerfile" | head -n 1)
-[[ -n $base ]] || die "no 'ARG PYTHON_IMAGE=' default in Dockerfile"
-case $base in
-    */*/*) base_ref=$base ;;
-    */*) base_ref=docker.io/$base ;;
-    *) base_ref=docker.io/library/$base ;;
-esac
+# The base image's reference exactly as the Dockerfile writes it: the build resolves the same name.
+base_ref=$(sed -n 's/^ARG PYTHON_IMAGE=\(.*\)$/\1/p' "$repo/Dockerfile" | head -n 1)
+[[ -n $base_ref ]] || die "no 'ARG PYTHON_IMAGE=' default in Dockerfile"
 version=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$repo/exporter/__init__.py")
 revision=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
 
@@ -60,7 +56,8 @@ if pm image exists "$base_ref"; then
 else
     rootfs=$work/rootfs
     if [[ ! -x $rootfs/usr/bin/python3 ]]; then
-        say "debootstrap bookworm into $rootfs (about a minute)"
+        mirror=$("$repo/scripts/debian-mirror.sh" bookworm) || exit 1
+        say "debootstrap bookworm from $mirror into $rootfs (about a minute)"
         rm -rf "$rootfs"
         debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
             bookworm "$rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 \
@@ -92,6 +89,7 @@ pm build --isolation chroot --network host --pull=never --layers=false \
     || { tail -n 30 "$work/build.log" >&2; die "build failed; full log in $work/build.log"; }
 say "built $image in $((SECONDS - started)) s"
 pm image inspect "$image" --format 'user={{.Config.User}} entrypoint={{.Config.Entrypoint}} cmd={{.Config.Cmd}} exposed={{.Config.ExposedPorts}}'
+# shellcheck disable=SC2016 # a Go template, expanded by podman
 pm image inspect "$image" --format '{{range $k, $v := .Config.Labels}}{{$k}}={{$v}}{{"\n"}}{{end}}' | grep '^org.opencontainers'
 
 # 3. Run hardened, in demo mode, on loopback.
@@ -111,6 +109,7 @@ for _ in $(seq 1 60); do
 done
 curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null || { pm logs "$container" >&2; die "/readyz never answered 200"; }
 printf 'GET /healthz -> %s\n' "$(curl -fsS "http://127.0.0.1:$port/healthz")"
+# shellcheck disable=SC2016 # expanded by the container's shell
 pm exec "$container" sh -c 'echo "PID 1: $(tr "\0" " " </proc/1/cmdline)"; id'
 
 metrics=$work/metrics.txt
