@@ -8,6 +8,8 @@ Control API (for tests that drive the simulator from another process):
     DELETE /_sim/faults                            clear all fault rules
     POST   /_sim/<platform>/jobs/<job_id>/state    {"state": "<vendor state>"} forces and freezes a job;
                                                    {"state": null} resumes its life cycle
+    POST   /_sim/clock                             {"advance": SECONDS} moves the simulated clock forward
+                                                   -> {"now": <epoch seconds>}
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import socket
 import socketserver
 import sys
@@ -47,7 +50,11 @@ _Dispatch = Callable[[str, str, Mapping[str, list[str]], Mapping[str, str], byte
 
 @dataclass(frozen=True)
 class SimulatorOptions:
-    """How to serve: `platforms` None means every registered platform; `seed` serves the seed pages."""
+    """How to serve: `platforms` None means every registered platform; `seed` serves the seed pages.
+
+    `churn_seconds`: replace the oldest live job of each platform with a new one this often (Siren then
+    needs `job_log_seconds`, how long its log keeps the runs of deleted jobs).
+    """
 
     host: str = "127.0.0.1"
     port: int = 0
@@ -59,6 +66,7 @@ class SimulatorOptions:
     random_seed: int = 1
     platforms: Sequence[str] | None = None
     job_log_seconds: float | None = None
+    churn_seconds: float | None = None
 
 
 class Simulator:
@@ -70,6 +78,8 @@ class Simulator:
             raise ValueError("jobs must be 0 or more; transition and session idle seconds above 0")
         if options.job_log_seconds is not None and options.job_log_seconds <= 0:
             raise ValueError("job log seconds must be above 0")
+        if options.churn_seconds is not None and (options.churn_seconds <= 0 or options.seed):
+            raise ValueError("churn seconds must be above 0, and churn needs live jobs (not seed mode)")
         self.clock = Clock()
         context = Context(
             jobs=options.jobs,
@@ -80,6 +90,7 @@ class Simulator:
             clock=self.clock,
             url=lambda: self.url,
             job_log_seconds=options.job_log_seconds,
+            churn_seconds=options.churn_seconds,
         )
         names = PLATFORMS if options.platforms is None else tuple(options.platforms)
         self._platforms = {name: create(name, context) for name in names}
@@ -206,9 +217,21 @@ class Simulator:
             case "DELETE", ["faults"]:
                 self.faults.clear()
                 return Reply(204)
+            case "POST", ["clock"]:
+                return self._advance(body)
             case "POST", [name, "jobs", job_id, "state"]:
                 return self._force(unquote(name), unquote(job_id), body)
         return json_reply(404, {"error": f"no control endpoint {method} /_sim/{'/'.join(parts)}"})
+
+    def _advance(self, body: bytes) -> Reply:
+        try:
+            seconds = _json_object(body).get("advance")
+        except ValueError as problem:
+            return json_reply(400, {"error": str(problem)})
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds < math.inf:
+            return json_reply(400, {"error": "advance must be a number of seconds, 0 or more"})
+        self.clock.advance(seconds)
+        return json_reply(200, {"now": self.clock.now()})
 
     def _force(self, name: str, job_id: str, body: bytes) -> Reply:
         platform = self._platforms.get(name)

@@ -153,6 +153,7 @@ class Context:
     clock: Clock
     url: Callable[[], str]
     job_log_seconds: float | None = None  # a job log kept at its steady size: the runs of the last N seconds
+    churn_seconds: float | None = None  # replace the oldest live job with a new one this often
 
     def rng(self, *parts: object) -> random.Random:
         """A random generator of its own for each purpose, so one platform's draws never shift another's."""
