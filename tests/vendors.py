@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -79,6 +83,21 @@ def huawei_get(sim: Simulator, path: str, token: str, **params: Any) -> requests
 
 def huawei_post(sim: Simulator, path: str, token: str, body: Any) -> requests.Response:
     return requests.post(f"{sim.url}{path}", json=body, headers={"X-Auth-Token": token}, timeout=5)
+
+
+def signed_get(url: str, access_key: str, secret_key: str, at: datetime) -> requests.Response:
+    """A GET without a query, signed with SDK-HMAC-SHA256 over Host and X-Sdk-Date."""
+    parts = urlsplit(url)
+    date = at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    canonical = "\n".join(
+        ("GET", parts.path.rstrip("/") + "/", "", f"host:{parts.netloc}", f"x-sdk-date:{date}", "", "host;x-sdk-date")
+    )
+    canonical += "\n" + hashlib.sha256(b"").hexdigest()
+    to_sign = f"SDK-HMAC-SHA256\n{date}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
+    signature = hmac.new(secret_key.encode(), to_sign.encode(), hashlib.sha256).hexdigest()
+    authorization = f"SDK-HMAC-SHA256 Access={access_key}, SignedHeaders=host;x-sdk-date, Signature={signature}"
+    headers = {"Host": parts.netloc, "X-Sdk-Date": date, "Authorization": authorization}
+    return requests.get(url, headers=headers, timeout=5)
 
 
 def siren_get(sim: Simulator, path: str, password: str | None = None, **params: Any) -> requests.Response:

@@ -114,7 +114,7 @@ class CloudStream:
 
     def __init__(self, context: Context) -> None:
         self._clock = context.clock
-        self.gateway = Gateway(self.name, context.clock, context.rng(self.name), context.url)
+        self.gateway = Gateway(self.name, context.clock, context.rng(self.name), context.url, context.token_seconds)
         self._jobs: _LiveJobs | _SeedJobs = _SeedJobs() if context.seed else _LiveJobs(context)
 
     def routes(self) -> list[Route]:
@@ -129,6 +129,9 @@ class CloudStream:
 
     def credentials(self) -> dict[str, str]:
         return self.gateway.credentials()
+
+    def rotate_credentials(self) -> None:
+        self.gateway.rotate()
 
     def jobs(self) -> list[dict[str, str]]:
         return [{"id": str(job["job_id"]), "name": str(job["name"])} for job in self._jobs.listed()]

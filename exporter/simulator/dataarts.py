@@ -102,7 +102,7 @@ class DataArts:
 
     def __init__(self, context: Context) -> None:
         rng = context.rng(self.name)
-        self.gateway = Gateway(self.name, context.clock, rng, context.url)
+        self.gateway = Gateway(self.name, context.clock, rng, context.url, context.token_seconds)
         self.workspace = f"{rng.getrandbits(128):032x}"
         self._jobs: _LiveJobs | _SeedJobs = _SeedJobs() if context.seed else _LiveJobs(context)
 
@@ -116,6 +116,9 @@ class DataArts:
 
     def credentials(self) -> dict[str, str]:
         return {**self.gateway.credentials(), "workspace": self.workspace}
+
+    def rotate_credentials(self) -> None:
+        self.gateway.rotate()
 
     def jobs(self) -> list[dict[str, str]]:
         return [{"id": name, "name": name} for name in self._jobs.names()]

@@ -14,7 +14,8 @@ hundred messages a second while a flow runs. A flow never deployed answers `runI
 status, `[]` as history and 404 for statistics. A jobs record has `endTime`/`duration` null until
 its deploy ends, and its status is the flow's until the run is undeployed. With churn
 (`churn_seconds`, see lifecycle.py) a deleted dataflow answers as an unknown one (SISVC_404) and
-leaves the objects list.
+leaves the objects list. `rotate_credentials()` gives the user a new password: the old one is then
+refused as any wrong one, while sessions opened with it live on.
 
 Seed mode: the one dataflow of the seed pages; its status is page 000 and its jobs record for any
 runId is page 001, byte for byte. Statistics and history answer 404: the seed pages have neither.
@@ -125,6 +126,9 @@ class Informatica:
 
     def credentials(self) -> dict[str, str]:
         return {"username": self._username, "password": self._password}
+
+    def rotate_credentials(self) -> None:
+        self._password = secrets.token_urlsafe(12)
 
     def jobs(self) -> list[dict[str, str]]:
         return self._fleet.jobs()

@@ -29,7 +29,8 @@ unless `job_log_seconds` is set: then it holds the runs started in the last that
 with a retention policy does, and is full from the start (each job has already lived that long, with the
 same draws), so a long run reads a log of steady size. With churn (`churn_seconds`, see lifecycle.py;
 it needs `job_log_seconds`) a deleted job answers 404 `found: false` and leaves the running list, while
-its finished runs stay in the log until they age out of it.
+its finished runs stay in the log until they age out of it. `rotate_credentials()` gives the monitoring
+user a new password (the API key and the token stay); the old one then gets the 401 of a wrong one.
 
 Seed mode: the one job of page 004, `postgres-events`. The job endpoint and the running list serve the
 running example byte for byte; `set_state("postgres-events", "error" | "successful" | "aborted")` (or the
@@ -203,6 +204,9 @@ class Siren:
             "unprivileged_username": self._unprivileged[0],
             "unprivileged_password": self._unprivileged[1],
         }
+
+    def rotate_credentials(self) -> None:
+        self._password = secrets.token_urlsafe(12)
 
     def jobs(self) -> list[dict[str, str]]:
         return [{"id": job_id, "name": job_id} for job_id in self._jobs.ids()]
