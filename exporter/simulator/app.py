@@ -120,6 +120,11 @@ class Simulator:
         return f"http://{self.options.host}:{self._port}"
 
     @property
+    def platforms(self) -> tuple[str, ...]:
+        """The platforms served, in the order of the options."""
+        return tuple(self._platforms)
+
+    @property
     def credentials(self) -> dict[str, dict[str, str]]:
         return {name: platform.credentials() for name, platform in self._platforms.items()}
 
