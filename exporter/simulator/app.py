@@ -8,6 +8,10 @@ Control API (for tests that drive the simulator from another process):
     DELETE /_sim/faults                            clear all fault rules
     POST   /_sim/<platform>/jobs/<job_id>/state    {"state": "<vendor state>"} forces and freezes a job;
                                                    {"state": null} resumes its life cycle
+    POST   /_sim/clock                             {"advance": SECONDS} moves the simulated clock forward
+                                                   -> {"now": <epoch seconds>}
+    POST   /_sim/<platform>/credentials            a new random secret for the platform -> its new
+                                                   credentials document (as `Simulator.credentials`)
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import socket
 import socketserver
 import sys
@@ -28,6 +33,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from exporter.simulator.faults import FaultTable, NoAnswer, Outcome, Streamed, resolve
+from exporter.simulator.huawei_iam import TOKEN_SECONDS
 from exporter.simulator.platforms import (
     PLATFORMS,
     Clock,
@@ -47,7 +53,12 @@ _Dispatch = Callable[[str, str, Mapping[str, list[str]], Mapping[str, str], byte
 
 @dataclass(frozen=True)
 class SimulatorOptions:
-    """How to serve: `platforms` None means every registered platform; `seed` serves the seed pages."""
+    """How to serve: `platforms` None means every registered platform; `seed` serves the seed pages.
+
+    `churn_seconds`: replace the oldest live job of each platform with a new one this often (Siren then
+    needs `job_log_seconds`, how long its log keeps the runs of deleted jobs). `token_seconds`: how long an
+    IAM token stays valid.
+    """
 
     host: str = "127.0.0.1"
     port: int = 0
@@ -59,6 +70,8 @@ class SimulatorOptions:
     random_seed: int = 1
     platforms: Sequence[str] | None = None
     job_log_seconds: float | None = None
+    churn_seconds: float | None = None
+    token_seconds: float = TOKEN_SECONDS
 
 
 class Simulator:
@@ -70,6 +83,10 @@ class Simulator:
             raise ValueError("jobs must be 0 or more; transition and session idle seconds above 0")
         if options.job_log_seconds is not None and options.job_log_seconds <= 0:
             raise ValueError("job log seconds must be above 0")
+        if options.churn_seconds is not None and (options.churn_seconds <= 0 or options.seed):
+            raise ValueError("churn seconds must be above 0, and churn needs live jobs (not seed mode)")
+        if options.token_seconds <= 0:
+            raise ValueError("token seconds must be above 0")
         self.clock = Clock()
         context = Context(
             jobs=options.jobs,
@@ -79,7 +96,9 @@ class Simulator:
             random_seed=options.random_seed,
             clock=self.clock,
             url=lambda: self.url,
+            token_seconds=options.token_seconds,
             job_log_seconds=options.job_log_seconds,
+            churn_seconds=options.churn_seconds,
         )
         names = PLATFORMS if options.platforms is None else tuple(options.platforms)
         self._platforms = {name: create(name, context) for name in names}
@@ -101,8 +120,19 @@ class Simulator:
         return f"http://{self.options.host}:{self._port}"
 
     @property
+    def platforms(self) -> tuple[str, ...]:
+        """The platforms served, in the order of the options."""
+        return tuple(self._platforms)
+
+    @property
     def credentials(self) -> dict[str, dict[str, str]]:
         return {name: platform.credentials() for name, platform in self._platforms.items()}
+
+    def rotate_credentials(self, platform: str) -> dict[str, str]:
+        """A new random secret for `platform`, as an operator's rotation; its new credentials document."""
+        served = self._platforms[platform]
+        served.rotate_credentials()
+        return served.credentials()
 
     def jobs(self, platform: str) -> list[dict[str, str]]:
         return self._platforms[platform].jobs()
@@ -206,14 +236,33 @@ class Simulator:
             case "DELETE", ["faults"]:
                 self.faults.clear()
                 return Reply(204)
+            case "POST", ["clock"]:
+                return self._advance(body)
+            case "POST", [name, "credentials"]:
+                return self._rotate(unquote(name))
             case "POST", [name, "jobs", job_id, "state"]:
                 return self._force(unquote(name), unquote(job_id), body)
         return json_reply(404, {"error": f"no control endpoint {method} /_sim/{'/'.join(parts)}"})
 
+    def _advance(self, body: bytes) -> Reply:
+        try:
+            seconds = _json_object(body).get("advance")
+        except ValueError as problem:
+            return json_reply(400, {"error": str(problem)})
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds < math.inf:
+            return json_reply(400, {"error": "advance must be a number of seconds, 0 or more"})
+        self.clock.advance(seconds)
+        return json_reply(200, {"now": self.clock.now()})
+
+    def _rotate(self, name: str) -> Reply:
+        if name not in self._platforms:
+            return _not_served(name)
+        return json_reply(200, self.rotate_credentials(name))
+
     def _force(self, name: str, job_id: str, body: bytes) -> Reply:
         platform = self._platforms.get(name)
         if platform is None:
-            return json_reply(404, {"error": f"platform {name!r} is not served"})
+            return _not_served(name)
         try:
             state = _json_object(body).get("state")
             if state is not None and not isinstance(state, str):
@@ -224,6 +273,10 @@ class Simulator:
         except ValueError as problem:
             return json_reply(400, {"error": str(problem)})
         return json_reply(200, {"platform": name, "id": job_id, "state": state, "frozen": state is not None})
+
+
+def _not_served(name: str) -> Reply:
+    return json_reply(404, {"error": f"platform {name!r} is not served"})
 
 
 def _json_object(body: bytes) -> dict[str, Any]:

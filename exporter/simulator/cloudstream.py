@@ -21,7 +21,8 @@ two sources and sinks. A job moves once every `transition_seconds` on its own se
 -> job_running -> sometimes job_running_exception or job_savepointing -> job_canceling ->
 job_cancel_success -> job_submitting (a new run: counters from zero); a few submissions fail
 (job_submit_fail). Records grow while the job runs (a tenth of the rate with an exception), with a small
-share of corrupted records. `set_state` accepts all 14 DLI Flink statuses.
+share of corrupted records. `set_state` accepts all 14 DLI Flink statuses. With churn (`churn_seconds`,
+see lifecycle.py) a deleted job leaves the lists and the metrics answers, as an unknown id does.
 
 Seed mode: the one job of page 003 (id 0). The CS metrics call answers the page's example byte for
 byte, whatever ids it is asked for; the DLI one answers the same jobs in the DLI shape. The list calls
@@ -113,7 +114,7 @@ class CloudStream:
 
     def __init__(self, context: Context) -> None:
         self._clock = context.clock
-        self.gateway = Gateway(self.name, context.clock, context.rng(self.name), context.url)
+        self.gateway = Gateway(self.name, context.clock, context.rng(self.name), context.url, context.token_seconds)
         self._jobs: _LiveJobs | _SeedJobs = _SeedJobs() if context.seed else _LiveJobs(context)
 
     def routes(self) -> list[Route]:
@@ -128,6 +129,9 @@ class CloudStream:
 
     def credentials(self) -> dict[str, str]:
         return self.gateway.credentials()
+
+    def rotate_credentials(self) -> None:
+        self.gateway.rotate()
 
     def jobs(self) -> list[dict[str, str]]:
         return [{"id": str(job["job_id"]), "name": str(job["name"])} for job in self._jobs.listed()]
@@ -264,8 +268,8 @@ class _LiveJobs(LiveJobs[int, _Job]):
     def listed(self) -> list[dict[str, Any]]:
         with self._lock:
             entries = []
-            for job_id in list(self._jobs):
-                job, now = self._current(job_id)
+            jobs, now = self._live()
+            for job in jobs:
                 entries.append(
                     {
                         "job_id": job.id,
@@ -285,10 +289,11 @@ class _LiveJobs(LiveJobs[int, _Job]):
     def metrics(self, ids: list[int]) -> list[dict[str, Any]]:
         with self._lock:
             found = []
+            now = self._now()
             for job_id in ids:
                 if job_id not in self._jobs:
                     continue
-                job, _ = self._current(job_id)
+                job, _ = self._current(job_id, now)
                 found.append({"job_id": job.id, "metrics": _metrics(job)})
             return found
 

@@ -17,7 +17,8 @@ STOPPING -> STOPPED -> STARTING (a new run: counters from zero). While NORMAL it
 and bytes (EXCEPTION: a tenth of the rate). Even-numbered jobs answer in the documented spelling
 (`startTime`, node `status` and `type`); odd-numbered ones as the seed and the SDK do (`starttime` as a
 date string, nodes with `nodeType` and `LastInstanceStatus` but no `status`). `delete_job(name)` removes a
-job, as deleting it in the console would.
+job, as deleting it in the console would; so does churn (`churn_seconds`, see lifecycle.py). A deleted
+job leaves the list and answers as an unknown one (400 DLF.0100).
 
 Seed mode: the one job of page 002, `job_sms`: its status is the page's example byte for byte. The list
 call (page 002 has no example of it) lists that one job.
@@ -101,7 +102,7 @@ class DataArts:
 
     def __init__(self, context: Context) -> None:
         rng = context.rng(self.name)
-        self.gateway = Gateway(self.name, context.clock, rng, context.url)
+        self.gateway = Gateway(self.name, context.clock, rng, context.url, context.token_seconds)
         self.workspace = f"{rng.getrandbits(128):032x}"
         self._jobs: _LiveJobs | _SeedJobs = _SeedJobs() if context.seed else _LiveJobs(context)
 
@@ -115,6 +116,9 @@ class DataArts:
 
     def credentials(self) -> dict[str, str]:
         return {**self.gateway.credentials(), "workspace": self.workspace}
+
+    def rotate_credentials(self) -> None:
+        self.gateway.rotate()
 
     def jobs(self) -> list[dict[str, str]]:
         return [{"id": name, "name": name} for name in self._jobs.names()]
@@ -199,18 +203,18 @@ class _LiveJobs(LiveJobs[str, _Job]):
 
     def names(self) -> list[str]:
         with self._lock:
-            return list(self._jobs)
+            return [job.name for job in self._live()[0]]
 
     def delete(self, name: str) -> None:
         with self._lock:
+            self._now()
             if self._jobs.pop(name, None) is None:
                 raise LookupError(f"no job {name!r}")
 
     def listed(self) -> list[dict[str, Any]]:
         with self._lock:
             entries = []
-            for name in list(self._jobs):
-                job, _ = self._current(name)
+            for job in self._live()[0]:
                 entries.append(
                     {
                         "name": job.name,

@@ -5,8 +5,10 @@ account, so each serves its IAM token endpoint under its own prefix (`/iam/<plat
 `credentials()["iam_url"]` is `<url>/iam/<platform>`).
 
 - Tokens: `POST .../v3/auth/tokens` with the password method and a project scope (by name or id) answers
-  201, the token in `X-Subject-Token` and `token.expires_at` in the body, valid `token_seconds` (24 h) of
-  simulated time. Bad credentials: 401 with IAM's `{"error": {"code": 401, ...}}` body.
+  201, the token in `X-Subject-Token` and `token.expires_at` in the body, valid `token_seconds` (24 h by
+  default) of simulated time. Bad credentials: 401 with IAM's `{"error": {"code": 401, ...}}` body.
+- `rotate()` gives the user a new password and the access key a new secret key; tokens issued before
+  stay valid until they expire, and the old secrets are refused like any wrong ones.
 - Every API request carries `X-Auth-Token` or an `SDK-HMAC-SHA256` signature. An expired or dropped token
   answers 401 APIGW.0307 ("The token must be updated."); an unknown token, a missing or wrong signature,
   or an `X-Sdk-Date` more than 15 minutes off answers 401 APIGW.0301. After 5 consecutive signature
@@ -65,7 +67,9 @@ def iam_refusal() -> Reply:
 class Gateway:
     """One account's IAM user, project and AK/SK pair, and the gateway checks in front of its APIs."""
 
-    def __init__(self, platform: str, clock: Clock, rng: random.Random, url: Callable[[], str]) -> None:
+    def __init__(
+        self, platform: str, clock: Clock, rng: random.Random, url: Callable[[], str], token_seconds: float
+    ) -> None:
         self.platform = platform
         self.prefix = f"/iam/{platform}"
         self._clock = clock
@@ -77,7 +81,7 @@ class Gateway:
         self.project_id = f"{rng.getrandbits(128):032x}"
         self.access_key = "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") for _ in range(20))
         self.secret_key = secrets.token_urlsafe(30)
-        self.token_seconds = TOKEN_SECONDS
+        self.token_seconds = token_seconds
         self.throttle_per_second: int | None = None
         self.logins = 0
         self._tokens: dict[str, float] = {}
@@ -87,16 +91,23 @@ class Gateway:
         self._lock = threading.Lock()
 
     def credentials(self) -> dict[str, str]:
+        with self._lock:
+            password, secret_key = self.password, self.secret_key
         return {
             "iam_url": self._url() + self.prefix,
             "domain": self.domain,
             "username": self.username,
-            "password": self.password,
+            "password": password,
             "project_name": self.project_name,
             "project_id": self.project_id,
             "access_key_id": self.access_key,
-            "secret_access_key": self.secret_key,
+            "secret_access_key": secret_key,
         }
+
+    def rotate(self) -> None:
+        with self._lock:
+            self.password = secrets.token_urlsafe(12)
+            self.secret_key = secrets.token_urlsafe(30)
 
     def token_route(self) -> Route:
         return Route("POST", f"{self.prefix}/v3/auth/tokens", "iam_token", self._issue)

@@ -12,7 +12,10 @@ new jobs record, counters from zero). The flows start spread over the states (ru
 deploying, stopped, running, error, never deployed, running, then again). Statistics grow a few
 hundred messages a second while a flow runs. A flow never deployed answers `runId: null` in its
 status, `[]` as history and 404 for statistics. A jobs record has `endTime`/`duration` null until
-its deploy ends, and its status is the flow's until the run is undeployed.
+its deploy ends, and its status is the flow's until the run is undeployed. With churn
+(`churn_seconds`, see lifecycle.py) a deleted dataflow answers as an unknown one (SISVC_404) and
+leaves the objects list. `rotate_credentials()` gives the user a new password: the old one is then
+refused as any wrong one, while sessions opened with it live on.
 
 Seed mode: the one dataflow of the seed pages; its status is page 000 and its jobs record for any
 runId is page 001, byte for byte. Statistics and history answer 404: the seed pages have neither.
@@ -123,6 +126,9 @@ class Informatica:
 
     def credentials(self) -> dict[str, str]:
         return {"username": self._username, "password": self._password}
+
+    def rotate_credentials(self) -> None:
+        self._password = secrets.token_urlsafe(12)
 
     def jobs(self) -> list[dict[str, str]]:
         return self._fleet.jobs()
@@ -367,7 +373,8 @@ class _LiveFleet(LiveJobs[str, _Flow]):
         super().__init__(context, "informatica")
 
     def jobs(self) -> list[dict[str, str]]:
-        return [{"id": flow.id, "name": flow.name} for flow in self._jobs.values()]
+        with self._lock:
+            return [{"id": flow.id, "name": flow.name} for flow in self._live()[0]]
 
     def set_state(self, flow_id: str, state: str | None) -> None:
         if state is not None and state not in STATES:

@@ -6,13 +6,21 @@ a tick (`_draw`), what entering a state does (`_enter`) and how its counters gro
 Nothing moves until a request asks: `_current` then plays the ticks missed since the last look, once
 every `transition_seconds`, each from the job's own seeded draws, so answers depend only on the seed
 and the simulated time.
+
+Churn (`churn_seconds`): every that many seconds the oldest live job is deleted and job number
+`jobs + k` (k = 0, 1, ...) is built, the way job number k is, from its own seeded draws, so its id
+was never used before. The next look (`_now`) plays the churn events missed, each in constant time.
+A deleted job leaves nothing behind unless the platform keeps a history of it (`_retention`, `_retire`),
+so the memory held is the live fleet's, however many jobs churn through.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Hashable, Iterable
 from typing import Generic, Protocol, TypeVar
 
@@ -34,14 +42,16 @@ class LiveJobs(ABC, Generic[K, J]):
     """Jobs keyed by K, built from `context.rng(platform, index)`; the subclass holds the lock while it reads."""
 
     def __init__(self, context: Context, platform: str) -> None:
+        self._context, self._platform = context, platform
         self._clock = context.clock
         self._period = context.transition_seconds
+        self._churn = context.churn_seconds
         self._lock = threading.Lock()
-        now = self._clock.now()
-        self._jobs: dict[K, J] = {}
+        self._started = self._clock.now()
+        self._churned = 0  # churn events played so far
+        self._jobs: OrderedDict[K, J] = OrderedDict()  # oldest first, so a churn event finds it at once
         for index in range(context.jobs):
-            job = self._new_job(index, context.rng(platform, index), now)
-            self._jobs[self._key(job)] = job
+            self._add(self._build(index, self._started))
 
     def set_state(self, job_id: str, state: str | None) -> None:
         """Force the job into `state` and freeze it there; None resumes its life cycle from now."""
@@ -54,19 +64,75 @@ class LiveJobs(ABC, Generic[K, J]):
             self._enter(job, state, now)
             job.frozen = True
 
-    def _current(self, key: K | None) -> tuple[J, float]:
-        """The job brought up to now, and now; call with the lock held."""
+    def _now(self) -> float:
+        """Now, after the churn events due by now; call with the lock held.
+
+        Event e (at `_started + e * churn_seconds`) deletes the oldest live job and builds job number
+        `jobs + e - 1`, which goes in turn at event e + (live jobs). One that goes before now is built only
+        if the platform keeps something of it (`_retention`), so a jump of the clock costs next to nothing.
+        """
+        now, churn = self._clock.now(), self._churn
+        if churn is None or not self._jobs:  # a fleet emptied by hand has nothing to replace
+            return now
+        first, last = self._churned + 1, int((now - self._started) // churn)
+        if last < first:
+            return now
+
+        def at(event: int) -> float:
+            return self._started + event * churn
+
+        live, kept_from = len(self._jobs), self._retention(now)
+        for event in range(first, min(last, first + live - 1) + 1):
+            job = self._jobs.popitem(last=False)[1]
+            if at(event) >= kept_from:
+                self._retire(job, at(event))
+        for event in range(first, last + 1):
+            index, gone = self._context.jobs + event - 1, event + live
+            if gone > last:
+                self._add(self._build(index, at(event)))
+            elif at(gone) >= kept_from:
+                self._retire(self._build(index, at(event)), at(gone))
+        self._churned = last
+        return now
+
+    def _current(self, key: K | None, now: float | None = None) -> tuple[J, float]:
+        """The job brought up to `now` (by default `_now()`), and that time; call with the lock held."""
+        now = self._now() if now is None else now
         job = None if key is None else self._jobs.get(key)
         if job is None:
             raise self._missing(key)
-        now = self._clock.now()
-        while not job.frozen and job.next_tick <= now:
+        self._advance(job, now)
+        return job, now
+
+    def _live(self) -> tuple[list[J], float]:
+        """Every live job, oldest first, brought up to now, and now; call with the lock held."""
+        now = self._now()
+        jobs = list(self._jobs.values())
+        for job in jobs:
+            self._advance(job, now)
+        return jobs, now
+
+    def _advance(self, job: J, until: float) -> None:
+        """Play the job's ticks due by `until` and grow its counters up to then."""
+        while not job.frozen and job.next_tick <= until:
             state = self._draw(job)
             if state is not None:
                 self._enter(job, state, job.next_tick)
             job.next_tick += self._period
-        self._integrate(job, now)
-        return job, now
+        self._integrate(job, until)
+
+    def _build(self, index: int, at: float) -> J:
+        return self._new_job(index, self._context.rng(self._platform, index), at)
+
+    def _add(self, job: J) -> None:
+        self._jobs[self._key(job)] = job
+
+    def _retention(self, now: float) -> float:
+        """Jobs deleted from this time on leave something behind (`_retire`); by default none do."""
+        return math.inf
+
+    def _retire(self, job: J, at: float) -> None:
+        """Keep what the vendor keeps of `job`, deleted at `at`: with the default `_retention`, never called."""
 
     def _missing(self, key: K | None) -> LookupError:
         return LookupError(f"no job {key!r}")

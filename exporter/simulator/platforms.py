@@ -152,7 +152,9 @@ class Context:
     random_seed: int
     clock: Clock
     url: Callable[[], str]
+    token_seconds: float  # how long an IAM token stays valid
     job_log_seconds: float | None = None  # a job log kept at its steady size: the runs of the last N seconds
+    churn_seconds: float | None = None  # replace the oldest live job with a new one this often
 
     def rng(self, *parts: object) -> random.Random:
         """A random generator of its own for each purpose, so one platform's draws never shift another's."""
@@ -178,6 +180,10 @@ class Platform(Protocol):
     def routes(self) -> Sequence[Route]: ...
 
     def credentials(self) -> dict[str, str]: ...
+
+    def rotate_credentials(self) -> None:
+        """Replace the secret with a new random one; sessions and tokens issued with the old one stay valid."""
+        ...
 
     def jobs(self) -> list[dict[str, str]]: ...
 

@@ -27,7 +27,10 @@ start spread over the states, each with a few backdated runs in the job log. `_s
 `hits.total` as `{value, relation}` (or an integer with `total_as_int = True`). The log keeps every run,
 unless `job_log_seconds` is set: then it holds the runs started in the last that many seconds, as an index
 with a retention policy does, and is full from the start (each job has already lived that long, with the
-same draws), so a long run reads a log of steady size.
+same draws), so a long run reads a log of steady size. With churn (`churn_seconds`, see lifecycle.py;
+it needs `job_log_seconds`) a deleted job answers 404 `found: false` and leaves the running list, while
+its finished runs stay in the log until they age out of it. `rotate_credentials()` gives the monitoring
+user a new password (the API key and the token stay); the old one then gets the 401 of a wrong one.
 
 Seed mode: the one job of page 004, `postgres-events`. The job endpoint and the running list serve the
 running example byte for byte; `set_state("postgres-events", "error" | "successful" | "aborted")` (or the
@@ -40,9 +43,11 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import random
 import secrets
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -200,6 +205,9 @@ class Siren:
             "unprivileged_password": self._unprivileged[1],
         }
 
+    def rotate_credentials(self) -> None:
+        self._password = secrets.token_urlsafe(12)
+
     def jobs(self) -> list[dict[str, str]]:
         return [{"id": job_id, "name": job_id} for job_id in self._jobs.ids()]
 
@@ -349,11 +357,15 @@ class _LiveJobs(LiveJobs[str, _Job]):
     """Jobs that run, count up and end on simulated time, computed when a request comes."""
 
     def __init__(self, context: Context) -> None:
+        if context.churn_seconds is not None and context.job_log_seconds is None:
+            raise ValueError("siren: churn needs job_log_seconds, the log's retention for the runs of deleted jobs")
         self._log_seconds = context.job_log_seconds
+        self._gone: deque[tuple[float, _Job]] = deque()  # (deleted at, job with its finished runs), oldest first
         super().__init__(context, "siren")
 
     def ids(self) -> list[str]:
-        return list(self._jobs)
+        with self._lock:
+            return [job.id for job in self._live()[0]]
 
     def job(self, job_id: str) -> Reply:
         return self._answer(job_id, abort=False)
@@ -361,8 +373,7 @@ class _LiveJobs(LiveJobs[str, _Job]):
     def running(self, shape: str) -> Reply:
         with self._lock:
             documents = []
-            for job_id in list(self._jobs):
-                job, _ = self._current(job_id)
+            for job in self._live()[0]:
                 run = job.current
                 if run is not None and job.running:
                     documents.append(self._document(job, run))
@@ -372,11 +383,14 @@ class _LiveJobs(LiveJobs[str, _Job]):
         self, job_id: str | None, state: str | None, since: int | None, until: int | None, total_as_int: bool
     ) -> Reply:
         with self._lock:
+            jobs, now = self._live()
+            cutoff = self._retention(now)
+            for job in jobs:  # the current run stays, however old
+                job.runs = [run for run in job.runs[:-1] if run.started >= cutoff] + job.runs[-1:]
+            for _, job in self._gone:
+                job.runs = [run for run in job.runs if run.started >= cutoff]
             hits: list[dict[str, Any]] = []
-            for known in list(self._jobs):
-                job, now = self._current(known)
-                if self._log_seconds is not None:  # retention: the current run stays, however old
-                    job.runs = [run for run in job.runs[:-1] if run.started >= now - self._log_seconds] + job.runs[-1:]
+            for job in (*jobs, *(job for _, job in self._gone)):
                 for run in job.runs:
                     status = self._status(job, run)
                     if _passes(status, job_id, state, since, until):
@@ -406,6 +420,21 @@ class _LiveJobs(LiveJobs[str, _Job]):
         return {"_id": job.id, "type": TYPE, "found": True, "status": self._status(job, run)}
 
     # --- life cycle, with the lock held ---------------------------------------------------------------
+
+    def _retention(self, now: float) -> float:
+        """The log's cutoff: runs that started before it are gone, and so are the jobs deleted before it."""
+        if self._log_seconds is None:
+            return -math.inf
+        cutoff = now - self._log_seconds
+        while self._gone and self._gone[0][0] < cutoff:
+            self._gone.popleft()
+        return cutoff
+
+    def _retire(self, job: _Job, at: float) -> None:
+        """A deleted job's finished runs stay in the log, as a history does, until they age out of it."""
+        self._advance(job, at)
+        job.runs = [run for run in job.runs if run.ended is not None]
+        self._gone.append((at, job))
 
     def _key(self, job: _Job) -> str:
         return job.id
