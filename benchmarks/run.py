@@ -35,7 +35,6 @@ from typing import Any
 import requests
 import yaml
 
-PLATFORMS = ("informatica", "dataarts", "cloudstream", "siren")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 DISCOVERY_SECONDS = 3600.0  # longer than a size's run: discovery costs the first scrape only
 SIREN_CONFIGURED = 2
@@ -79,7 +78,8 @@ def _first_line(process: subprocess.Popen[str], marker: str, timeout: float = 60
 
 
 @contextmanager
-def simulator(jobs: int, latency_ms: float, workdir: Path) -> Iterator[tuple[subprocess.Popen[str], str, Any]]:
+def simulator(jobs: int, latency_ms: float, workdir: Path) -> Iterator[tuple[subprocess.Popen[str], str, Any, Any]]:
+    """The simulator as a process of its own: (process, url, credentials, the exporter configuration it wrote)."""
     credentials = workdir / "credentials.json"
     process = subprocess.Popen(  # noqa: S603 - this interpreter and fixed arguments
         [
@@ -98,6 +98,8 @@ def simulator(jobs: int, latency_ms: float, workdir: Path) -> Iterator[tuple[sub
             str(JOB_LOG_SECONDS),
             "--credentials-out",
             str(credentials),
+            "--config-out",
+            str(workdir / "simulator-config.yml"),
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -106,13 +108,14 @@ def simulator(jobs: int, latency_ms: float, workdir: Path) -> Iterator[tuple[sub
     try:
         line = _first_line(process, "url=")
         url = line.split()[0].removeprefix("url=")
-        yield process, url, json.loads(credentials.read_text())
+        config = yaml.safe_load((workdir / "simulator-config.yml").read_text())
+        yield process, url, json.loads(credentials.read_text()), config
     finally:
         _stop(process)
 
 
 @contextmanager
-def exporter(config: Path, env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], str]]:
+def exporter(config: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
     process = subprocess.Popen(  # noqa: S603 - this interpreter and fixed arguments
         [
             sys.executable,
@@ -130,7 +133,6 @@ def exporter(config: Path, env: dict[str, str]) -> Iterator[tuple[subprocess.Pop
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, **env},
         cwd=ROOT,
     )
     try:
@@ -178,31 +180,25 @@ def _stop(process: subprocess.Popen[str]) -> None:
 
 
 def exporter_config(
-    url: str,
-    credentials: dict[str, Any],
+    simulated: dict[str, Any],
     jobs: dict[str, list[dict[str, str]]],
     concurrency: int,
     batch_size: int,
     extra: dict[str, Any] | None = None,
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """One target per platform for the simulator at `url`, and the environment holding its secrets."""
-    from exporter.collectors import COLLECTORS
-    from exporter.settings import secret_env_name
-
-    targets, env = [], {}
-    for platform in PLATFORMS:
-        name = f"bench-{platform}"
-        target, secrets = COLLECTORS[platform].demo_target(name, url, credentials[platform], jobs[platform])
-        target["max_concurrency"] = concurrency
+) -> dict[str, Any]:
+    """The simulator's own configuration for the exporter (one target per platform, secrets in files), set up for
+    the benchmark: its concurrency, discovery once per size, its Cloud Stream batch and Siren's configured jobs."""
+    targets = []
+    for target in simulated["targets"]:
+        target = {**target, "max_concurrency": concurrency}
         if "discovery" in target:
             target["discovery"] = {**target["discovery"], "interval_seconds": DISCOVERY_SECONDS}
-        if platform == "cloudstream":
+        if target["platform"] == "cloudstream":
             target["batch_size"] = batch_size
-        if platform == "siren":
-            target["jobs"] = [job["id"] for job in jobs[platform][:SIREN_CONFIGURED]]
+        if target["platform"] == "siren":
+            target["jobs"] = [job["id"] for job in jobs["siren"][:SIREN_CONFIGURED]]
         targets.append(target)
-        env.update({secret_env_name(name, field): value for field, value in secrets.items()})
-    return {"scrape_budget_seconds": 60.0, **(extra or {}), "targets": targets}, env
+    return {**simulated, "scrape_budget_seconds": 60.0, **(extra or {}), "targets": targets}
 
 
 # --- floors ------------------------------------------------------------------------------------------------
@@ -249,21 +245,17 @@ def exposition_floor(text: str, repeat: int = 5) -> float:
     return statistics.median(times)
 
 
-def cpu_floor(config: dict[str, Any], env: dict[str, str], concurrency: int, repeat: int) -> dict[str, float]:
+def cpu_floor(config: dict[str, Any], concurrency: int, repeat: int) -> dict[str, float]:
     """CPU seconds a bare requests.Session loop needs for one scrape's requests, fetched and JSON-decoded.
 
     The exporter's own collectors run in this process once to record the exact requests of a steady-state
     scrape (signed, with session headers); the bare loop then replays them with the same concurrency per target.
     """
-    os.environ.update(env)
-    from prometheus_client import CollectorRegistry
+    from exporter.app import Exporter, root_model
+    from exporter.logs import Redactor
 
-    from exporter.cli import build
-    from exporter.collectors import target_models
-    from exporter.settings import settings_model
-
-    settings = settings_model(target_models()).model_validate(config)
-    collector = build(settings, CollectorRegistry())
+    exporter = Exporter(root_model().model_validate(config), Redactor().sink)
+    runners = exporter.app.runners.by_name.values()
     recorded: list[tuple[int, requests.PreparedRequest]] = []
     lock = threading.Lock()
     original = requests.Session.send
@@ -274,14 +266,14 @@ def cpu_floor(config: dict[str, Any], env: dict[str, str], concurrency: int, rep
         return original(session, request, **kwargs)
 
     try:
-        for runner in collector.runners.values():  # login, discovery, immutable details: not per scrape
+        for runner in runners:  # login, discovery, immutable details: not per scrape
             runner.collect()
         requests.Session.send = recording  # type: ignore[method-assign,assignment]
-        for runner in collector.runners.values():
+        for runner in runners:
             runner.collect()
     finally:
         requests.Session.send = original  # type: ignore[method-assign]
-        collector.close()
+        exporter.close()
     groups: dict[int, list[requests.PreparedRequest]] = {}
     for key, request in recorded:
         groups.setdefault(key, []).append(request)
@@ -404,12 +396,12 @@ def simultaneous(session_factory: Callable[[], requests.Session], url: str, coun
 def measure_size(args: argparse.Namespace, n: int, workdir: Path) -> dict[str, Any]:
     latency = args.latency_ms / 1000
     control = requests.Session()
-    with simulator(n, args.latency_ms, workdir) as (sim, sim_url, credentials):
+    with simulator(n, args.latency_ms, workdir) as (sim, sim_url, _credentials, simulated):
         jobs = control.get(f"{sim_url}/_sim/jobs", timeout=30).json()
-        config, env = exporter_config(sim_url, credentials, jobs, args.concurrency, args.batch_size)
+        config = exporter_config(simulated, jobs, args.concurrency, args.batch_size)
         config_file = workdir / f"config-{n}.yaml"
         config_file.write_text(yaml.safe_dump(config))
-        with exporter(config_file, env) as (proc, url):
+        with exporter(config_file) as (proc, url):
             client = requests.Session()
             cold_wall, _ = scrape(client, url)
             cold = sim_requests(control, sim_url)
@@ -440,10 +432,10 @@ def measure_size(args: argparse.Namespace, n: int, workdir: Path) -> dict[str, A
             simultaneous(requests.Session, url, 4)
             four = sum(sim_requests(control, sim_url).values())
             peak_kib = memory_kib(proc.pid, "VmHWM")
-        cpu_floor_figures = cpu_floor(config, env, args.concurrency, args.floor_repeat)
+        cpu_floor_figures = cpu_floor(config, args.concurrency, args.floor_repeat)
         interval_check = None
         if n == args.sizes[0]:
-            interval_check = check_min_interval(args, sim_url, credentials, jobs, workdir, control)
+            interval_check = check_min_interval(args, sim_url, simulated, jobs, workdir, control)
     text = text_body.decode()
     floor = request_floor(n, args.concurrency, args.batch_size, new_runs / args.scrapes)
     network = latency * max(item["rounds"] for item in floor.values())
@@ -491,18 +483,16 @@ def measure_size(args: argparse.Namespace, n: int, workdir: Path) -> dict[str, A
 def check_min_interval(
     args: argparse.Namespace,
     sim_url: str,
-    credentials: dict[str, Any],
+    simulated: dict[str, Any],
     jobs: dict[str, Any],
     workdir: Path,
     control: requests.Session,
 ) -> dict[str, int]:
     """With min_interval_seconds, a second scrape inside the interval must cause no upstream request."""
-    config, env = exporter_config(
-        sim_url, credentials, jobs, args.concurrency, args.batch_size, {"min_interval_seconds": 30.0}
-    )
+    config = exporter_config(simulated, jobs, args.concurrency, args.batch_size, {"min_interval_seconds": 30.0})
     config_file = workdir / "config-min-interval.yaml"
     config_file.write_text(yaml.safe_dump(config))
-    with exporter(config_file, env) as (_proc, url):
+    with exporter(config_file) as (_proc, url):
         client = requests.Session()
         reset(control, sim_url)
         scrape(client, url)
@@ -526,12 +516,12 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     from a leak.
     """
     control = requests.Session()
-    with simulator(args.soak_jobs, args.soak_latency_ms, workdir) as (_sim, sim_url, credentials):
+    with simulator(args.soak_jobs, args.soak_latency_ms, workdir) as (_sim, sim_url, credentials, simulated):
         jobs = control.get(f"{sim_url}/_sim/jobs", timeout=30).json()
-        config, env = exporter_config(sim_url, credentials, jobs, args.concurrency, args.batch_size)
+        config = exporter_config(simulated, jobs, args.concurrency, args.batch_size)
         config_file = workdir / "config-soak.yaml"
         config_file.write_text(yaml.safe_dump(config))
-        with exporter(config_file, env) as (proc, url):
+        with exporter(config_file) as (proc, url):
             client = requests.Session()
             body = b""
             for _ in range(args.soak_warmup):

@@ -1,7 +1,7 @@
 """Upstream HTTP for one target: TLS, proxy, budget-bound timeouts, size cap, back-off, error classes.
 
 Every failure leaves this module as an `UpstreamError` with one of the reasons in
-`telemetry.ERROR_REASONS`, so collectors count and log errors the same way on every platform.
+`telemetry.Reason`, so collectors count and log errors the same way on every platform.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +22,7 @@ from exporter import __version__
 if TYPE_CHECKING:
     from requests.adapters import _HostParams, _PoolKwargs
 from exporter.settings import TargetSettings
-from exporter.telemetry import Telemetry
+from exporter.telemetry import Reason, Telemetry
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_BACKOFF_SECONDS = 300.0
@@ -31,9 +31,9 @@ _SNIPPET = 300
 
 
 class UpstreamError(Exception):
-    """A classified upstream failure; `reason` is one of telemetry.ERROR_REASONS."""
+    """A classified upstream failure."""
 
-    def __init__(self, reason: str, message: str, *, status: int | None = None, body: str = "") -> None:
+    def __init__(self, reason: Reason, message: str, *, status: int | None = None, body: str = "") -> None:
         super().__init__(message)
         self.reason = reason
         self.status = status
@@ -133,8 +133,9 @@ class Upstream:
             outcome = "timeout"
             raise UpstreamError("timeout", f"no answer within {timeout[1]:.1f}s") from exc
         except requests.ConnectionError as exc:
-            outcome = "timeout" if "timed out" in str(exc) else "connection"
-            raise UpstreamError(outcome, _connection_message(exc)) from exc
+            reason: Reason = "timeout" if "timed out" in str(exc) else "connection"
+            outcome = reason
+            raise UpstreamError(reason, _connection_message(exc)) from exc
         except requests.RequestException as exc:
             outcome = "connection"
             raise UpstreamError("connection", type(exc).__name__) from exc
@@ -211,10 +212,10 @@ def decode_json(response: requests.Response) -> Any:
         ) from exc
 
 
-def vendor_error(body: str) -> tuple[str, str]:
-    """(code, message) of a vendor's JSON error body, whichever of the shapes seen: Informatica v2
-    (`code`, `description`) and v3 (`error.code`, `error.message`), Huawei (`error_code`, `error_msg`, IAM's
-    `error`, CS's `message_id`), Elasticsearch (`error.type`, `error.reason`). ("", start of body) otherwise."""
+def error_fields(body: str, codes: Sequence[str], messages: Sequence[str]) -> tuple[str, str]:
+    """(code, message) of a JSON error body, read from the first of `codes` and of `messages` that it holds, at
+    the top level or inside an `error` object; each platform names the keys of its own shape. ("", start of
+    the body) when the body is not JSON."""
     try:
         document = json.loads(body)
     except ValueError:
@@ -223,8 +224,8 @@ def vendor_error(body: str) -> tuple[str, str]:
         return "", ""
     error = document.get("error")
     inner: dict[str, Any] = error if isinstance(error, dict) else document
-    code = next((inner[k] for k in ("error_code", "code", "message_id", "type") if inner.get(k)), "")
-    message = next((inner[k] for k in ("error_msg", "message", "description", "reason") if inner.get(k)), "")
+    code = next((inner[k] for k in codes if inner.get(k)), "")
+    message = next((inner[k] for k in messages if inner.get(k)), "")
     return str(code), str(message)
 
 

@@ -1,20 +1,17 @@
 """The metric contract: family catalogue, normalized states and the per-target sample builder.
 
-Every family the exporter can emit is declared here or in a collector's `FAMILIES`, so `describe()`,
-the README metrics table test and the dashboards all read one list.
+Every family the exporter can emit is declared here or in a collector's `families`, so the exposition, the
+README metrics table test and the dashboards all read one list.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-import structlog
-
 NAMESPACE = "ingestion"
-log = structlog.get_logger("exporter.metrics")
 
 STATES: tuple[str, ...] = (
     "starting",
@@ -189,26 +186,6 @@ class Output:
     def extend(self, other: Output) -> None:
         self.samples.extend(other.samples)
         self.jobs_with_state |= other.jobs_with_state
-
-
-_unmapped_seen: set[str] = set()
-
-
-def map_state(vendor_value: str | None, mapping: Mapping[str, str]) -> str:
-    """Normalize a vendor state through a platform's table; matching ignores case, spaces and punctuation.
-
-    A value the table does not know is `unknown`, logged once per process so the table can be extended.
-    """
-    if vendor_value is None:
-        return "unknown"
-    key = snake_case(vendor_value)
-    state = mapping.get(key)
-    if state is None:
-        if key not in _unmapped_seen:
-            _unmapped_seen.add(key)
-            log.warning("vendor state not in the mapping; reported as unknown", vendor_state=vendor_value[:80])
-        return "unknown"
-    return state
 
 
 def all_families(extra: Iterable[Family]) -> tuple[Family, ...]:

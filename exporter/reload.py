@@ -14,11 +14,9 @@ from collections.abc import Callable
 
 import structlog
 
-from exporter import logs
-from exporter.scrape import GRACE_SECONDS, ExporterCollector
-from exporter.server import ExporterApp
+from exporter.app import Exporter
+from exporter.scrape import GRACE_SECONDS, Runners
 from exporter.settings import ConfigError, RootSettings
-from exporter.telemetry import Telemetry
 from exporter.webconfig import WebConfig, WebConfigHolder
 
 log = structlog.get_logger("exporter.reload")
@@ -29,18 +27,15 @@ class Reloader:
 
     def __init__(
         self,
-        app: ExporterApp,
+        exporter: Exporter,
         load: Callable[[], RootSettings],
-        build: Callable[[RootSettings], ExporterCollector],
-        telemetry: Telemetry,
         load_web: Callable[[], WebConfig] | None = None,
         web: WebConfigHolder | None = None,
         close_after: float | None = None,
     ) -> None:
-        self._app = app
+        self._exporter = exporter
+        self._telemetry = exporter.telemetry
         self._load = load
-        self._build = build
-        self._telemetry = telemetry
         self._load_web = load_web
         self._web = web
         self._close_after = close_after
@@ -55,9 +50,8 @@ class Reloader:
                 self._telemetry.config_reload_success.set(0)
                 log.error("reload refused; the running configuration stays in force", problems=exc.lines)
                 return False, "reload refused; the running configuration stays in force:\n" + "\n".join(exc.lines)
-            logs.REDACTOR.add(settings.secret_values())  # added before anything can log the new values
             try:
-                new = self._build(settings)
+                new = self._exporter.build(settings)  # each new target's secrets reach redaction first thing
             except Exception as exc:  # noqa: BLE001 - a reload must never take the running exporter down
                 self._telemetry.config_reload_success.set(0)
                 log.error(
@@ -67,19 +61,19 @@ class Reloader:
                 return False, f"reload failed: {type(exc).__name__}: {exc}"
             if web is not None and self._web is not None:
                 self._web.current = web
-            old = self._app.swap(new)
+            old = self._exporter.app.swap(new)
             self._forget_removed_targets(old, new)
             self._retire(old)
             self._telemetry.config_reload_success.set(1)
             self._telemetry.config_reload_timestamp.set_to_current_time()
-            log.info("configuration reloaded", targets=sorted(new.runners))
-            return True, f"configuration reloaded: {len(new.runners)} targets"
+            log.info("configuration reloaded", targets=sorted(new.by_name))
+            return True, f"configuration reloaded: {len(new.by_name)} targets"
 
-    def _retire(self, old: ExporterCollector) -> None:
+    def _retire(self, old: Runners) -> None:
         """Close the old collectors after the longest budget, so a collection in flight finishes first."""
         delay = self._close_after
         if delay is None:
-            delay = max((r.budget_seconds for r in old.runners.values()), default=0.0) + GRACE_SECONDS
+            delay = max((r.budget_seconds for r in old.by_name.values()), default=0.0) + GRACE_SECONDS
 
         def close() -> None:
             time.sleep(delay)
@@ -87,10 +81,10 @@ class Reloader:
 
         threading.Thread(target=close, name="retire-collectors", daemon=True).start()
 
-    def _forget_removed_targets(self, old: ExporterCollector, new: ExporterCollector) -> None:
+    def _forget_removed_targets(self, old: Runners, new: Runners) -> None:
         """A target that left the configuration leaves the exporter's own metrics too."""
-        for name in set(old.runners) - set(new.runners):
-            labels = {"target": name, "platform": old.runners[name].platform}
+        for name in set(old.by_name) - set(new.by_name):
+            labels = {"target": name, "platform": old.by_name[name].platform}
             self._telemetry.scrape_errors.remove_by_labels(labels)
             self._telemetry.upstream_requests.remove_by_labels(labels)
             self._telemetry.upstream_latency.remove_by_labels(labels)

@@ -9,20 +9,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, wait
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import structlog
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import generate_latest
-from prometheus_client.registry import Collector
-from prometheus_client.samples import Sample
 
-from exporter import exposition
 from exporter.collectors.base import ErrorTracker, ScrapeContext, TargetCollector
 from exporter.http import Deadline
-from exporter.metrics import JOBS_DISCOVERED, SCRAPE_DURATION, SCRAPE_SUCCESS, Family, Output, all_families
+from exporter.metrics import JOBS_DISCOVERED, SCRAPE_DURATION, SCRAPE_SUCCESS, Output
 from exporter.workers import DaemonPool
 
 log = structlog.get_logger("exporter.scrape")
@@ -42,7 +37,7 @@ class TargetRunner:
 
     def __init__(
         self,
-        collector: TargetCollector,
+        collector: TargetCollector[Any],
         errors: ErrorTracker,
         budget_seconds: float,
         min_interval: float,
@@ -126,85 +121,34 @@ class TargetRunner:
         self.collector.close()
 
 
-class ExporterCollector(Collector):
-    """The prometheus_client collector behind /metrics and /probe: all targets' samples, merged."""
+class Collection:
+    """The collections one scrape waits for, begun together so that they overrun together."""
 
-    def __init__(self, runners: Sequence[TargetRunner], extra_families: Iterable[Family]) -> None:
-        self.runners = {runner.name: runner for runner in runners}
-        self.families = all_families(extra_families)
-        self._render_lock = threading.Lock()
-        self._rendered: tuple[tuple[Output, ...], bool, list[bytes]] | None = None
+    def __init__(self, begun: Sequence[tuple[TargetRunner, Begun]]) -> None:
+        self._begun = begun
 
-    def describe(self) -> Iterator[Metric]:
-        """Names only, so registering never calls an upstream."""
-        names = {family.name: family for family in self.families}
-        for family in names.values():
-            yield _empty(family)
+    @property
+    def in_flight(self) -> bool:
+        """True while some target is still being collected (not joined to a finished or recent result)."""
+        return not all(started.future.done() for _, started in self._begun)
 
-    def collect(self) -> Iterator[Metric]:
-        yield from self.collect_targets(list(self.runners.values()))
+    def outputs(self) -> tuple[Output, ...]:
+        """Each target's samples, in order, once its collection has finished or its budget has run out."""
+        return tuple(runner.finish(started) for runner, started in self._begun)
 
-    def collect_targets(self, runners: Sequence[TargetRunner], budget_seconds: float | None = None) -> list[Metric]:
-        begun = [(runner, runner.begin(budget_seconds)) for runner in runners]
-        return merge(self.families, [runner.finish(started) for runner, started in begun])
 
-    def expose(
-        self,
-        encoder: Callable[[Collector], bytes],
-        runners: Sequence[TargetRunner],
-        budget_seconds: float | None,
-        extra: Collector | None,
-    ) -> list[bytes] | None:
-        """The exposition `encoder` would write for these targets and `extra`, written straight from the targets'
-        samples (see exposition.py), as chunks to send one after another (the shared targets' body is never
-        copied); None for a format the fast writer does not produce."""
-        openmetrics = exposition.is_openmetrics(encoder)
-        if not openmetrics and encoder is not generate_latest:
-            return None
-        begun = [(runner, runner.begin(budget_seconds)) for runner in runners]
-        if not all(started.future.done() for _, started in begun):
-            # A collection is in flight: every scrape from now on gets its samples, so the last body (and the
-            # samples it holds) serves no one; freed now, not after the collection, it never adds to the peak
-            # (a plain assignment: a scrape that still wants it renders it again).
-            self._rendered = None
-        outputs = tuple(runner.finish(started) for runner, started in begun)
-        # Scrapes that joined one collection (or reuse one within min_interval) share one rendering; one rendering
-        # at a time also keeps simultaneous scrapes from holding several copies of a large exposition at once.
-        with self._render_lock:
-            last = self._rendered
-            if (
-                last is not None
-                and last[1] == openmetrics
-                and len(last[0]) == len(outputs)
-                and all(mine is theirs for mine, theirs in zip(last[0], outputs, strict=True))
-            ):
-                body = last[2]
-            else:
-                self._rendered = None  # the previous body is not kept alive while the next one is written
-                body = exposition.render_chunks(self.families, outputs, openmetrics=openmetrics)
-                self._rendered = (outputs, openmetrics, body)
-        if extra is not None:
-            return [*body, encoder(extra)]
-        return [*body, b"# EOF\n"] if openmetrics else list(body)
+class Runners:
+    """The targets of one configuration, by name; a reload replaces them all at once."""
+
+    def __init__(self, runners: Iterable[TargetRunner]) -> None:
+        self.by_name = {runner.name: runner for runner in runners}
+
+    def add(self, runner: TargetRunner) -> None:
+        self.by_name[runner.name] = runner
+
+    def begin(self, runners: Sequence[TargetRunner], budget_seconds: float | None = None) -> Collection:
+        return Collection([(runner, runner.begin(budget_seconds)) for runner in runners])
 
     def close(self) -> None:
-        for runner in self.runners.values():
+        for runner in self.by_name.values():
             runner.close()
-
-
-def _empty(family: Family) -> Metric:
-    if family.kind == "counter":
-        return CounterMetricFamily(family.full_name, family.help, labels=family.labels)
-    return GaugeMetricFamily(family.full_name, family.help, labels=family.labels)
-
-
-def merge(families: Sequence[Family], outputs: Iterable[Output]) -> list[Metric]:
-    """One metric family per name, holding every target's samples, in catalogue order."""
-    built: dict[str, Metric] = {}
-    for family in families:
-        built.setdefault(family.name, _empty(family))
-    for output in outputs:
-        for family, values, value in output.samples:
-            labels = dict(zip(family.labels, values, strict=True))
-            built[family.name].samples.append(Sample(family.full_name, labels, value))
-    return [metric for metric in built.values() if metric.samples]

@@ -13,18 +13,18 @@ import socket
 import ssl
 import threading
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import structlog
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import ThreadingWSGIServer, choose_encoder
-from prometheus_client.registry import Collector
+from prometheus_client.exposition import ThreadingWSGIServer
 
 from exporter import __version__
-from exporter.scrape import ExporterCollector, TargetRunner
+from exporter.exposition import Exposition, negotiate
+from exporter.scrape import Runners, TargetRunner
 from exporter.webconfig import WebConfigHolder, protect
 
 log = structlog.get_logger("exporter.server")
@@ -35,30 +35,22 @@ HANDSHAKE_TIMEOUT_SECONDS = 10.0
 _TLS_RECORD_HANDSHAKE = 0x16
 
 
-class _Merged(Collector):
-    """A registry-shaped view of some targets plus the exporter's own metrics, for one exposition."""
-
-    def __init__(self, parts: Sequence[Callable[[], Iterable[Any]]]) -> None:
-        self._parts = parts
-
-    def collect(self) -> Iterator[Any]:
-        for part in self._parts:
-            yield from part()
-
-
 class ExporterApp:
     """Routes requests; holds no upstream state of its own."""
 
-    def __init__(self, collector: ExporterCollector, self_registry: CollectorRegistry, telemetry_path: str) -> None:
-        self.collector = collector
+    def __init__(
+        self, runners: Runners, exposition: Exposition, self_registry: CollectorRegistry, telemetry_path: str
+    ) -> None:
+        self.runners = runners
+        self.exposition = exposition
         self.self_registry = self_registry
         self.telemetry_path = telemetry_path
         self.ready = threading.Event()
         self.reload: Callable[[], tuple[bool, str]] | None = None
 
-    def swap(self, collector: ExporterCollector) -> ExporterCollector:
-        """Serve `collector` from the next request on; return the one it replaces (the caller closes it)."""
-        old, self.collector = self.collector, collector
+    def swap(self, runners: Runners) -> Runners:
+        """Serve `runners` from the next request on; return the ones they replace (the caller closes them)."""
+        old, self.runners = self.runners, runners
         return old
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -70,11 +62,11 @@ class ExporterApp:
             return self._reload(start_response)
         if method not in ("GET", "HEAD"):
             return _plain(start_response, "405 Method Not Allowed", "only GET and HEAD are served\n")
-        collector = self.collector  # one configuration per request, even across a reload
+        runners = self.runners  # one configuration per request, even across a reload
         if path == self.telemetry_path:
-            return self._expose(environ, start_response, collector, list(collector.runners.values()), True)
+            return self._expose(environ, start_response, runners, list(runners.by_name.values()), True)
         if path == "/probe":
-            return self._probe(environ, start_response, collector)
+            return self._probe(environ, start_response, runners)
         if path == "/healthz":
             return _plain(start_response, "200 OK", "ok\n")
         if path == "/readyz":
@@ -82,7 +74,7 @@ class ExporterApp:
                 return _plain(start_response, "200 OK", "ready\n")
             return _plain(start_response, "503 Service Unavailable", "not ready\n")
         if path == "/":
-            return self._landing(start_response, collector)
+            return self._landing(start_response, runners)
         return _plain(start_response, "404 Not Found", "not found\n")
 
     def _reload(self, start_response: StartResponse) -> Iterable[bytes]:
@@ -93,34 +85,31 @@ class ExporterApp:
             return _plain(start_response, "200 OK", message + "\n")
         return _plain(start_response, "500 Internal Server Error", message + "\n")
 
-    def _probe(
-        self, environ: dict[str, Any], start_response: StartResponse, collector: ExporterCollector
-    ) -> Iterable[bytes]:
+    def _probe(self, environ: dict[str, Any], start_response: StartResponse, runners: Runners) -> Iterable[bytes]:
         names = parse_qs(environ.get("QUERY_STRING", "")).get("target", [])
         if len(names) != 1 or not names[0]:
             return _plain(start_response, "400 Bad Request", "give exactly one target=NAME of a configured target\n")
-        runner = collector.runners.get(names[0])
+        runner = runners.by_name.get(names[0])
         if runner is None:
-            known = ", ".join(sorted(collector.runners)) or "none"
+            known = ", ".join(sorted(runners.by_name)) or "none"
             return _plain(start_response, "400 Bad Request", f"unknown target; configured targets: {known}\n")
-        return self._expose(environ, start_response, collector, [runner], False)
+        return self._expose(environ, start_response, runners, [runner], False)
 
     def _expose(
         self,
         environ: dict[str, Any],
         start_response: StartResponse,
-        collector: ExporterCollector,
-        runners: list[TargetRunner],
+        runners: Runners,
+        selected: list[TargetRunner],
         with_self: bool,
     ) -> Iterable[bytes]:
         budget = _scrape_budget(environ.get("HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS"))
-        parts: list[Callable[[], Iterable[Any]]] = [lambda: collector.collect_targets(runners, budget)]
-        if with_self:
-            parts.append(self.self_registry.collect)
-        encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
-        fast = collector.expose(encoder, runners, budget, self.self_registry if with_self else None)
-        chunks = fast if fast is not None else [encoder(_Merged(parts))]
-        headers = [("Content-Type", content_type)]
+        fmt = negotiate(environ.get("HTTP_ACCEPT", ""))
+        collection = runners.begin(selected, budget)
+        if collection.in_flight:
+            self.exposition.release()
+        chunks = self.exposition.chunks(collection.outputs(), fmt, self.self_registry if with_self else None)
+        headers = [("Content-Type", fmt.content_type)]
         if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
             packer = zlib.compressobj(1, zlib.DEFLATED, 31)  # gzip framing; chunk by chunk, never joined first
             chunks = [b"".join([*(packer.compress(chunk) for chunk in chunks), packer.flush()])]
@@ -129,11 +118,11 @@ class ExporterApp:
         start_response("200 OK", headers)
         return chunks
 
-    def _landing(self, start_response: StartResponse, collector: ExporterCollector) -> Iterable[bytes]:
+    def _landing(self, start_response: StartResponse, runners: Runners) -> Iterable[bytes]:
         rows = "".join(
             f"<tr><td>{html.escape(r.name)}</td><td>{html.escape(r.platform)}</td>"
             f'<td><a href="/probe?target={html.escape(r.name)}">probe</a></td></tr>'
-            for r in collector.runners.values()
+            for r in runners.by_name.values()
         )
         page = (
             "<!doctype html><html><head><title>ingestion-exporter</title></head><body>"

@@ -11,9 +11,10 @@ import functools
 import operator
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args, get_origin
 from urllib.parse import urlsplit
 
 import yaml
@@ -32,6 +33,8 @@ from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "INGESTION_EXPORTER_"
+MASK = "**********"
+"""What a secret is shown as, wherever the configuration is shown."""
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 
 
@@ -104,11 +107,13 @@ class TargetSettings(StrictModel):
     required_secrets: ClassVar[tuple[str, ...]] = ()
 
     name: str = Field(pattern=_NAME_PATTERN, description="Target name: the `target` label and /probe key.")
+    platform: str = Field(description="Which platform's API the target is: each platform model narrows it.")
     timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings)
     tls: TLSSettings = Field(default_factory=TLSSettings)
     proxy_url: HttpURL | None = Field(None, description="HTTP(S) proxy for this target's upstream calls.")
     max_concurrency: int = Field(4, ge=1, le=64, description="Upstream calls in flight at once.")
     budget_seconds: float | None = Field(None, gt=0, description="Per-target collection budget.")
+    discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
 
     _secrets: dict[str, SecretStr] = PrivateAttr(default_factory=dict)
 
@@ -142,8 +147,9 @@ class TargetSettings(StrictModel):
     def secret(self, field: str) -> SecretStr | None:
         return self._secrets.get(field)
 
-    def secret_values(self) -> list[str]:
-        return [s.get_secret_value() for s in self._secrets.values()]
+    def secret_items(self) -> list[tuple[str, str]]:
+        """Each secret field given, with its value: what the logs must mask for this target."""
+        return [(field, secret.get_secret_value()) for field, secret in self._secrets.items()]
 
 
 def secret_env_name(target: str, field: str) -> str:
@@ -152,27 +158,31 @@ def secret_env_name(target: str, field: str) -> str:
 
 
 def _read_secret(target: str, field: str, path: Path | None) -> str | None:
-    if path is not None:
-        try:
-            text = Path(path).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise PydanticCustomError(
-                "secret_file",
-                "{field}_file: cannot read {path}: {why}",
-                {"field": field, "path": str(path), "why": exc.strerror or type(exc).__name__},
-            ) from exc
-        if not text:
-            raise PydanticCustomError(
-                "secret_file", "{field}_file: {path} is empty", {"field": field, "path": str(path)}
-            )
-        return text
-    return os.environ.get(secret_env_name(target, field)) or None
+    """The secret from the environment variable when it is set, else from `<field>_file`: the environment
+    overrides the file here as it does for every other setting."""
+    from_environment = os.environ.get(secret_env_name(target, field))
+    if from_environment:
+        return from_environment
+    if path is None:
+        return None
+    try:
+        text = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise PydanticCustomError(
+            "secret_file",
+            "{field}_file: cannot read {path}: {why}",
+            {"field": field, "path": str(path), "why": exc.strerror or type(exc).__name__},
+        ) from exc
+    if not text:
+        raise PydanticCustomError("secret_file", "{field}_file: {path} is empty", {"field": field, "path": str(path)})
+    return text
 
 
 class RootSettings(BaseSettings):
     """Top-level options; `targets` is added per platform set by `settings_model()`."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+    target_models: ClassVar[tuple[type[TargetSettings], ...]] = ()
 
     scrape_budget_seconds: float = Field(
         8.0, gt=0, le=300, description="Collection budget per scrape; keep below Prometheus' scrape_timeout."
@@ -200,13 +210,10 @@ class RootSettings(BaseSettings):
         targets: Sequence[TargetSettings] = getattr(self, "targets", ())
         return targets
 
-    def secret_values(self) -> list[str]:
-        return [value for target in self.all_targets() for value in target.secret_values()]
-
     @model_validator(mode="after")
     def _unique_names(self) -> RootSettings:
-        names = [t.name for t in self.all_targets()]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
+        counts = Counter(t.name for t in self.all_targets())
+        duplicates = sorted(name for name, count in counts.items() if count > 1)
         if duplicates:
             raise PydanticCustomError("duplicate", "targets: duplicate target names {names}", {"names": duplicates})
         return self
@@ -220,7 +227,14 @@ def settings_model(target_models: Iterable[type[TargetSettings]]) -> type[RootSe
     model: type[RootSettings] = create_model(
         "Settings", __base__=RootSettings, targets=(list[target_type], Field(default_factory=list))
     )
+    model.target_models = models
     return model
+
+
+def platform_of(model: type[TargetSettings]) -> str | None:
+    """The platform a target model is for: the value of its `platform` literal (None on the generic base)."""
+    annotation = model.model_fields["platform"].annotation
+    return get_args(annotation)[0] if get_origin(annotation) is Literal else None
 
 
 class ConfigError(Exception):
@@ -250,23 +264,19 @@ def load_settings(model: type[RootSettings], path: Path | None) -> RootSettings:
     try:
         return model(**data)
     except ValidationError as exc:
-        raise ConfigError([_describe(err, data) for err in exc.errors(include_url=False)]) from None
+        platforms = {platform_of(model) for model in model.target_models}
+        raise ConfigError([_describe(err, platforms) for err in exc.errors(include_url=False)]) from None
 
 
-def _describe(error: Any, data: Any) -> str:
-    """One line: the field path as written in YAML (platform tags dropped) and pydantic's reason."""
-    parts: list[str] = []
-    node: Any = data
-    for item in error["loc"]:
-        if isinstance(item, int):
-            parts.append(f"[{item}]")
-            node = node[item] if isinstance(node, list) and item < len(node) else None
-            continue
-        if isinstance(node, dict) and item not in node and "platform" in node and item == node.get("platform"):
-            continue  # the discriminator's tag is not a key the user wrote
-        parts.append(("." if parts else "") + str(item))
-        node = node.get(item) if isinstance(node, dict) else None
-    where = "".join(parts)
+def _describe(error: Any, platforms: Collection[str | None]) -> str:
+    """One line: the field path as written in YAML, without the platform tag pydantic puts after a target's index
+    (`targets[0].siren.jobs` is `targets[0].jobs`), and pydantic's reason."""
+    loc = list(error["loc"])
+    if len(loc) > 2 and loc[0] == "targets" and isinstance(loc[1], int) and loc[2] in platforms:
+        del loc[2]
+    where = "".join(
+        f"[{item}]" if isinstance(item, int) else f"{'.' if index else ''}{item}" for index, item in enumerate(loc)
+    )
     if error["type"] == "union_tag_invalid":
         return f"{where}.platform: {error['msg']}"
     return f"{where}: {error['msg']}" if where else str(error["msg"])
@@ -278,5 +288,5 @@ def masked(settings: RootSettings) -> dict[str, Any]:
     for target_doc, target in zip(document.get("targets", []), settings.all_targets(), strict=True):
         for field in target.secret_fields:
             if target.secret(field) is not None:
-                target_doc[field] = "**********"
+                target_doc[field] = MASK
     return dict(document)

@@ -6,20 +6,16 @@ They live on the exporter's registry (never the process-global one) so tests and
 from __future__ import annotations
 
 import platform as python_platform
+from typing import Literal, get_args
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from exporter import __version__
 from exporter.metrics import NAMESPACE
 
-ERROR_REASONS: tuple[str, ...] = (
-    "auth",
-    "timeout",
-    "connection",
-    "http_status",
-    "rate_limited",
-    "invalid_response",
-)
+Reason = Literal["auth", "timeout", "connection", "http_status", "rate_limited", "invalid_response"]
+"""Why an upstream call failed: the `reason` label of ingestion_scrape_errors_total."""
+ERROR_REASONS: tuple[Reason, ...] = get_args(Reason)
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -28,7 +24,6 @@ class Telemetry:
     """Self-metrics shared by every target's collector and HTTP client."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        disable_created_metrics()  # type: ignore[no-untyped-call]  # `_created` series double the exposition and no dashboard reads them
         self.scrape_errors = Counter(
             "scrape_errors",
             "Upstream errors met while collecting, by classified reason.",

@@ -6,9 +6,6 @@ process past SIGTERM (ThreadPoolExecutor joins its workers at interpreter exit).
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -44,23 +41,3 @@ class DaemonPool:
                 future.set_result(call(*args))
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
                 future.set_exception(exc)
-
-
-MALLOC_ARENAS = 2
-_M_ARENA_MAX = -8  # glibc's mallopt parameter number
-
-
-def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
-    """Cap glibc's malloc arenas, as MALLOC_ARENA_MAX does; call before threads start.
-
-    glibc gives threads arenas of their own (up to eight per core); upstream bodies read in the pool threads
-    then leave every arena partly used, and the resident size keeps creeping up scrape after scrape. Two
-    arenas keep it flat at no measurable CPU cost. False where there is no glibc (nothing changes there).
-    """
-    if os.environ.get("MALLOC_ARENA_MAX"):
-        return False  # the operator's own setting, already applied by glibc
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(_M_ARENA_MAX, arenas))
-    except (OSError, AttributeError):
-        return False

@@ -1,15 +1,16 @@
 """Generate the shipped Prometheus rules and Grafana dashboards from one description.
 
-    python grafana/generate.py                     rewrite grafana/alerts/ingestion-exporter.rules.yml
+    .venv/bin/python grafana/generate.py           rewrite grafana/alerts/ingestion-exporter.rules.yml
                                                    and grafana/dashboards/*.json
-    python grafana/generate.py --check             exit 1 when the committed files differ from the output
-    python grafana/generate.py --set job_failed_for=5m --set runbook_url=https://wiki/runbook.md \\
+    .venv/bin/python grafana/generate.py --check   exit 1 when the committed files differ from the output
+    .venv/bin/python grafana/generate.py --set job_failed_for=5m --set runbook_url=https://wiki/runbook.md \\
         --rules-out my.rules.yml                   the rules with other thresholds, written elsewhere
 
 Every alert threshold and `for` duration is a named parameter (`THRESHOLDS` below, also listed in the
 header of the rules file and in grafana/alerts/runbook.md); `--set NAME=VALUE` overrides any of them.
-The dashboards are plain Grafana 10/11 JSON built from small helpers (stdlib only), so generating
-them needs nothing beyond Python and the output is reviewed like any other file.
+The dashboards are plain Grafana 10/11 JSON built from small helpers; generating them needs PyYAML (a
+runtime dependency of the exporter, in the project's virtual environment) and the output is reviewed like
+any other file.
 """
 
 from __future__ import annotations

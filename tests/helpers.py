@@ -3,27 +3,46 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.cli import build
-from exporter.collectors import target_models
-from exporter.scrape import ExporterCollector
+from exporter.app import Exporter, root_model
+from exporter.collectors import COLLECTORS
+from exporter.logs import Redactor
 from exporter.server import ExporterApp
-from exporter.settings import RootSettings, settings_model
+from exporter.settings import RootSettings
+from exporter.simulator import Simulator
+from exporter.simulator.platforms import PLATFORMS
+from exporter.simulator.targets import simulated_target
 
-MODEL = settings_model(target_models())
+MODEL = root_model()
+SIMULATED = tuple(platform for platform in COLLECTORS if platform in PLATFORMS)
+"""Every platform the exporter collects and the simulator serves."""
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+"""The project's shared documents beside the repository (the vendor notes and pages), as CI has them."""
+
+
+def shared_text(relative: str) -> str:
+    """A shared document; a clear failure, never a skip, when the checkout lacks ../shared."""
+    path = SHARED / relative
+    assert path.is_file(), f"{path} is missing: the tests read the vendor documents from ../shared beside the clone"
+    return path.read_text(encoding="utf-8")
+
+
+def simulated(sim: Simulator, platform: str, name: str, secrets_dir: Path) -> dict[str, Any]:
+    """The target `--demo` configures for one platform of `sim`, named `name`, its secrets as files in `secrets_dir`."""
+    return simulated_target(platform, name, sim.url, sim.credentials[platform], sim.jobs(platform), secrets_dir)
 
 
 def make_settings(targets: list[dict[str, Any]], **top: Any) -> RootSettings:
     return MODEL(targets=targets, **top)
 
 
-def make_app(settings: RootSettings) -> ExporterApp:
-    registry = CollectorRegistry()
-    app = ExporterApp(build(settings, registry), registry, "/metrics")
+def make_app(settings: RootSettings, redactor: Redactor | None = None) -> ExporterApp:
+    """The exporter's HTTP app for these settings, ready; its targets' secrets go to `redactor` when given."""
+    app = Exporter(settings, (redactor or Redactor()).sink).app
     app.ready.set()
     return app
 
@@ -68,9 +87,7 @@ def current_state(samples: Samples, name: str = "ingestion_job_state", **labels:
     return states[0] if states else None
 
 
-def scrape(collector_or_app: ExporterApp | ExporterCollector) -> Samples:
-    app = collector_or_app
-    assert isinstance(app, ExporterApp)
+def scrape(app: ExporterApp) -> Samples:
     status, body = get(app, "/metrics")
     assert status.startswith("200"), status
     return parse(body)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import random
 import re
@@ -33,12 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import yaml
 
 from exporter import logs
-from exporter.collectors import COLLECTORS
 from exporter.server import ExporterApp
-from exporter.settings import secret_env_name
-from tests.helpers import get, make_app, make_settings
+from tests.helpers import SIMULATED, get, make_app, make_settings
 
 BUDGET = 1.0
 GRACE = 0.8  # the runner's grace, the exposition, a loaded CI machine
@@ -149,10 +147,10 @@ class _LogSink:
 
 
 @contextmanager
-def simulator(seed: int) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
-    """A simulator in a child process: (url, credentials, jobs per platform)."""
+def simulator(seed: int) -> Iterator[tuple[str, dict[str, Any]]]:
+    """A simulator in a child process: (url, the exporter configuration it wrote, secrets as files beside it)."""
     with tempfile.TemporaryDirectory() as directory:
-        secrets = Path(directory) / "credentials.json"
+        config = Path(directory) / "exporter.yml"
         child = subprocess.Popen(
             [
                 sys.executable,
@@ -166,8 +164,8 @@ def simulator(seed: int) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]
                 "5",
                 "--random-seed",
                 str(seed),
-                "--credentials-out",
-                str(secrets),
+                "--config-out",
+                str(config),
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -178,23 +176,17 @@ def simulator(seed: int) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]
             url = re.search(r"url=(\S+)", line)
             if url is None:
                 raise RuntimeError(f"the simulator did not start: {line!r}")
-            jobs = requests.get(f"{url.group(1)}/_sim/jobs", timeout=5).json()
-            yield url.group(1), json.loads(secrets.read_text()), jobs
+            yield url.group(1), yaml.safe_load(config.read_text())
         finally:
             child.terminate()
             child.wait(timeout=10)
 
 
-def exporter_for(url: str, credentials: dict[str, Any], jobs: dict[str, Any]) -> ExporterApp:
-    targets = []
-    for platform, collector in COLLECTORS.items():
-        name = f"soak-{platform}"
-        document, secrets = collector.demo_target(name, url, credentials[platform], jobs[platform])
+def exporter_for(config: dict[str, Any]) -> ExporterApp:
+    targets = config["targets"]
+    for document in targets:
         if isinstance(document.get("auth"), dict) and document["auth"].get("type") == "aksk":
             document["auth"]["aksk_cooldown_seconds"] = 1.0
-        for key, secret in secrets.items():
-            os.environ[secret_env_name(name, key)] = secret
-        targets.append(document)
     return make_app(make_settings(targets, scrape_budget_seconds=BUDGET))
 
 
@@ -202,7 +194,7 @@ def random_fault(rng: random.Random) -> dict[str, Any]:
     kind = rng.choices(list(KINDS), weights=list(KINDS.values()))[0]
     rule: dict[str, Any] = {
         "kind": kind,
-        "platform": rng.choice([*COLLECTORS, "*"]),
+        "platform": rng.choice([*SIMULATED, "*"]),
         "endpoint": "*",
         "rate": rng.choice([0.2, 0.5, 1.0]),
         "count": rng.choice([1, 3, 10, None]),
@@ -222,12 +214,12 @@ def run(scrapes: int, seed: int = 1, echo: bool = True) -> Report:
     rng = random.Random(seed)
     report = Report()
     sink = _LogSink()
-    logs.configure("info", "json", sink)  # type: ignore[arg-type]
+    logs.configure(logs.Redactor(), "info", "json", sink)  # type: ignore[arg-type]
     warm_up = max(100, scrapes // 10)  # caches, pools and label sets fill up first
     started = time.monotonic()
-    with simulator(seed) as (url, credentials, jobs):
+    with simulator(seed) as (url, config):
         control = requests.Session()
-        app = exporter_for(url, credentials, jobs)
+        app = exporter_for(config)
         in_flight: dict[str, tuple[object, float]] = {}
 
         def scrape() -> None:
@@ -241,7 +233,7 @@ def run(scrapes: int, seed: int = 1, echo: bool = True) -> Report:
             success = [
                 line.rsplit(" ", 1)[-1] for line in body.splitlines() if line.startswith("ingestion_scrape_success{")
             ]  # parsing all samples would dominate
-            if len(success) != len(app.collector.runners):
+            if len(success) != len(app.runners.by_name):
                 raise AssertionError(f"scrape {report.scrapes}: {len(success)} ingestion_scrape_success samples")
             if any(float(v) == 0.0 for v in success):
                 report.failed_scrapes += 1
@@ -254,7 +246,7 @@ def run(scrapes: int, seed: int = 1, echo: bool = True) -> Report:
                 scrape()
             # Idle keep-alive connections are the pools' to keep (how many depends on the last peak of
             # concurrency); dropping them first leaves only descriptors nobody owns.
-            for runner in app.collector.runners.values():
+            for runner in app.runners.by_name.values():
                 runner.collector.upstream.session.close()
             return Figures.now()
 
@@ -277,19 +269,19 @@ def run(scrapes: int, seed: int = 1, echo: bool = True) -> Report:
                     flush=True,
                 )
         report.end = quiet()
-        report.stuck += sum(1 for runner in app.collector.runners.values() if runner._in_flight is not None)
-        app.collector.close()
+        report.stuck += sum(1 for runner in app.runners.by_name.values() if runner._in_flight is not None)
+        app.runners.close()
         control.close()
     report.seconds = time.monotonic() - started
     report.overruns, report.tracebacks = sink.overruns, sink.tracebacks
-    logs.configure("info", "json")
+    logs.configure(logs.Redactor(), "info", "json")
     return report
 
 
 def check_in_flight(app: ExporterApp, seen: dict[str, tuple[object, float]], report: Report) -> None:
     """A collection still in flight one budget and its grace after a scrape first saw it is stuck."""
     now = time.monotonic()
-    for name, runner in app.collector.runners.items():
+    for name, runner in app.runners.by_name.items():
         current = runner._in_flight
         if current is None:
             seen.pop(name, None)

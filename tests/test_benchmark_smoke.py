@@ -10,13 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from exporter import exposition
 from exporter.metrics import JOB_STATE, JOBS_DISCOVERED, NODE_STATE, JobRef, Output, all_families, gauge
-from exporter.scrape import merge
+from tests.helpers import SIMULATED
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMETHEUS_ACCEPT = (
@@ -52,7 +50,7 @@ def test_quick_benchmark_runs_and_reports_floors_and_ratios(tmp_path: Path) -> N
     ):
         assert math.isfinite(result[key]) and result[key] > 0, key
     assert result["series"] > 0 and result["exposition_bytes"] > 0
-    assert set(result["requests_per_scrape_by_platform"]) == {"informatica", "dataarts", "cloudstream", "siren"}
+    assert set(result["requests_per_scrape_by_platform"]) == set(SIMULATED)
     assert result["four_simultaneous_requests"] == result["one_scrape_requests"], "simultaneous scrapes share one"
     assert result["min_interval"]["first_scrape_requests"] > 0
     assert result["min_interval"]["second_scrape_requests"] == 0, "a scrape inside min_interval calls no upstream"
@@ -86,18 +84,18 @@ class _Static(Collector):
 
 def test_fast_exposition_is_byte_identical_to_prometheus_client() -> None:
     families = all_families([ODD, JOB_STATE])
-    outputs = _outputs()
-    for accept in ("", PROMETHEUS_ACCEPT):
-        encoder, _ = choose_encoder(accept)
-        openmetrics = exposition.is_openmetrics(encoder)
-        assert openmetrics == bool(accept)
-        expected = encoder(_Static(merge(families, outputs)))
-        rendered = exposition.render(families, outputs, openmetrics=openmetrics)
-        assert rendered + (b"# EOF\n" if openmetrics else b"") == expected
+    outputs = tuple(_outputs())
+    for accept, openmetrics in (("", False), (PROMETHEUS_ACCEPT, True)):
+        fmt = exposition.negotiate(accept)
+        assert fmt.openmetrics is openmetrics
+        expected = fmt.encoder(_Static(exposition.merge(families, outputs)))
+        assert b"".join(exposition.Exposition(families).chunks(outputs, fmt, None)) == expected
 
 
 def test_other_formats_are_left_to_prometheus_client() -> None:
-    encoder, _ = choose_encoder("text/plain;version=1.0.0;escaping=values")
-    assert encoder is not generate_latest and not exposition.is_openmetrics(encoder)
-    registry = CollectorRegistry()
-    assert generate_latest(registry) == b""
+    families = all_families([ODD, JOB_STATE])
+    outputs = tuple(_outputs())
+    fmt = exposition.negotiate("text/plain;version=1.0.0;escaping=values")
+    assert fmt.openmetrics is None and fmt.content_type.startswith("text/plain; version=1.0.0")
+    expected = fmt.encoder(_Static(exposition.merge(families, outputs)))
+    assert b"".join(exposition.Exposition(families).chunks(outputs, fmt, None)) == expected

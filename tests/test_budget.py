@@ -6,15 +6,15 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from exporter.collectors.base import ErrorTracker, ScrapeContext, TargetCollector
 from exporter.http import Deadline, Upstream, UpstreamError
+from exporter.logs import Redactor
 from exporter.metrics import JobRef, Output
-from exporter.scrape import ExporterCollector, TargetRunner
+from exporter.scrape import Runners, TargetRunner
 from exporter.settings import TargetSettings
 from exporter.telemetry import Telemetry
 
@@ -61,7 +61,7 @@ def server() -> Iterator[str]:
 
 
 def upstream() -> Upstream:
-    settings = TargetSettings(name="t", timeouts={"connect_seconds": 1, "read_seconds": 5})
+    settings = TargetSettings(name="t", platform="test", timeouts={"connect_seconds": 1, "read_seconds": 5})
     return Upstream("test", settings, Telemetry(CollectorRegistry()))
 
 
@@ -80,49 +80,45 @@ def test_connections_are_reused(server: str) -> None:
     assert len(_Handler.connections) == 1
 
 
-class _Stuck(TargetCollector):
+class _Stuck(TargetCollector[TargetSettings]):
     """A collector that ignores its deadline, as a hung call outside every timeout would."""
 
     platform = "test"
-    settings_model = TargetSettings
+
+    def configured_jobs(self) -> list[JobRef]:
+        return [JobRef("j", "job")]
 
     def collect(self, ctx: ScrapeContext, out: Output) -> None:
         time.sleep(3)
-
-    def known_jobs(self) -> list[JobRef]:
-        return [JobRef("j", "job")]
-
-    @classmethod
-    def demo_target(
-        cls, name: str, url: str, credentials: dict[str, str], jobs: list[dict[str, str]]
-    ) -> tuple[dict[str, Any], dict[str, str]]:
-        raise NotImplementedError
 
 
 def test_stuck_targets_overrun_together_not_one_after_another() -> None:
     telemetry = Telemetry(CollectorRegistry())
     runners = []
     for name in ("a", "b", "c"):
-        settings = TargetSettings(name=name)
+        settings = TargetSettings(name=name, platform="test")
         runners.append(
             TargetRunner(
-                _Stuck(settings, Upstream("test", settings, telemetry)),
+                _Stuck(settings, Upstream("test", settings, telemetry), Redactor().sink()),
                 ErrorTracker("test", name, telemetry),
                 budget_seconds=1.0,
                 min_interval=0,
             )
         )
-    collector = ExporterCollector(runners, [])
     started = time.monotonic()
-    families = collector.collect_targets(runners)
+    outputs = Runners(runners).begin(runners).outputs()
     elapsed = time.monotonic() - started
     assert elapsed < 1.0 + 0.6, elapsed
-    success = {s.labels["target"]: s.value for f in families for s in f.samples if s.name == "ingestion_scrape_success"}
+    samples = [
+        (family.name, dict(zip(family.labels, values, strict=True)), v)
+        for o in outputs
+        for family, values, v in o.samples
+    ]
+    success = {labels["target"]: v for name, labels, v in samples if name == "scrape_success"}
     assert success == {"a": 0.0, "b": 0.0, "c": 0.0}
     unknown = {
-        s.labels["target"]
-        for f in families
-        for s in f.samples
-        if s.name == "ingestion_job_state" and s.labels["state"] == "unknown" and s.value == 1
+        labels["target"]
+        for name, labels, v in samples
+        if name == "job_state" and labels["state"] == "unknown" and v == 1
     }
     assert unknown == {"a", "b", "c"}

@@ -14,7 +14,7 @@ import requests_mock as rm
 
 from exporter.collectors.cloudstream import STATE_MAP
 from exporter.settings import ConfigError, load_settings
-from tests.helpers import MODEL, current_state, get, make_app, make_settings, parse, value
+from tests.helpers import MODEL, current_state, get, make_app, make_settings, parse, shared_text, value
 
 FIXTURES = Path(__file__).parent / "fixtures" / "cloudstream"
 GOLDEN = Path(__file__).parent / "golden" / "cloudstream.prom"
@@ -123,8 +123,26 @@ def test_every_flink_status_is_mapped(vendor: str, state: str) -> None:
     assert current_state(samples, **SEED_JOB) == state
 
 
-def test_all_fourteen_dli_statuses_are_documented() -> None:
-    assert len(STATE_MAP) == 14
+def documented_statuses(kind: str) -> set[str]:
+    """The status values API-NOTES lists for `CS statuses` or `Flink statuses (14)`."""
+    notes = shared_text("API-NOTES.md")
+    listed = notes.split(kind, 1)[1].split("`", 2)[1]
+    return {status.strip() for status in listed.split(",")}
+
+
+def test_every_documented_cs_and_dli_status_is_mapped_by_its_meaning() -> None:
+    cs, dli = documented_statuses("CS statuses"), documented_statuses("Flink statuses (14)")
+    assert len(dli) == 14 and cs <= dli
+    assert set(STATE_MAP) == dli
+    for status, state in STATE_MAP.items():
+        if "fail" in status or "exception" in status:
+            assert state == "failed", status
+        elif status in ("job_running", "job_savepointing"):
+            assert state == "running", status
+        elif status.endswith(("_init", "_submitting", "_downloading", "_recovering")):
+            assert state == "starting", status
+    assert STATE_MAP["job_cancel_success"] == "stopped" and STATE_MAP["job_finish"] == "succeeded"
+    assert STATE_MAP["job_arrearage_stopped"] == "failed", "an arrears stop was not asked for"
 
 
 def test_unknown_status_kept_and_job_missing_from_list_unknown() -> None:

@@ -514,13 +514,13 @@ def test_no_secret_in_output_or_logs(monkeypatch: pytest.MonkeyPatch) -> None:
     from exporter import logs
 
     stream = io.StringIO()
-    logs.configure("debug", "json", stream)
+    redactor = logs.Redactor()
+    logs.configure(redactor, "debug", "json", stream)
     with simulated() as sim:
         settings = make_settings([sim_target(sim, monkeypatch)])
-        logs.REDACTOR.replace(settings.secret_values())
         sim.faults.add({"kind": "session_expired", "platform": "dataarts", "endpoint": "job_status", "count": 1})
         sim.faults.add({"kind": "error", "status": 500, "platform": "dataarts", "endpoint": "job_status", "count": 1})
-        app = make_app(settings)
+        app = make_app(settings, redactor)
         _, body = get(app, "/metrics")
         _, body2 = get(app, "/metrics")
         credentials = sim.credentials["dataarts"]

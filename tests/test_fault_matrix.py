@@ -39,18 +39,16 @@ from typing import Any
 import pytest
 
 from exporter import logs
-from exporter.collectors import COLLECTORS
 from exporter.server import ExporterApp
-from exporter.settings import secret_env_name
 from exporter.simulator import Simulator, SimulatorOptions
-from tests.helpers import Samples, get, make_app, make_settings, parse, value
+from tests.helpers import SIMULATED, Samples, get, make_app, make_settings, parse, simulated, value
 
 BUDGET = 1.5
 ANSWER_LIMIT = BUDGET + 0.8  # the budget, the runner's grace and the exposition
-PLATFORMS = ("informatica", "siren", "dataarts", "cloudstream")
 AKSK_COOLDOWN = 1.0
 RENEWS = {"informatica": "login_v3", "dataarts": "iam_token"}  # where a session or token comes from
-PEER = {"informatica": "siren", "siren": "informatica", "dataarts": "cloudstream", "cloudstream": "dataarts"}
+PEER = {platform: SIMULATED[(index + 1) % len(SIMULATED)] for index, platform in enumerate(SIMULATED)}
+"""Each platform's healthy neighbour in a cell: another platform, so a fault never spills into it unseen."""
 
 
 @dataclass(frozen=True)
@@ -121,9 +119,9 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 @pytest.fixture
 def log_stream() -> Iterator[io.StringIO]:
     stream = io.StringIO()
-    logs.configure("info", "json", stream)
+    logs.configure(logs.Redactor(), "info", "json", stream)
     yield stream
-    logs.configure("info", "json")
+    logs.configure(logs.Redactor(), "info", "json")
 
 
 def signs(document: dict[str, Any]) -> bool:
@@ -131,13 +129,11 @@ def signs(document: dict[str, Any]) -> bool:
     return isinstance(auth, dict) and auth.get("type") == "aksk"
 
 
-def target(platform: str, name: str, sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """The target `--demo` would configure, its secrets in the environment as in production."""
-    document, secrets = COLLECTORS[platform].demo_target(name, sim.url, sim.credentials[platform], sim.jobs(platform))
+def target(platform: str, name: str, sim: Simulator, secrets_dir: Path) -> dict[str, Any]:
+    """The target `--demo` would configure, its secrets in files as in production."""
+    document = simulated(sim, platform, name, secrets_dir)
     if signs(document):
         document["auth"]["aksk_cooldown_seconds"] = AKSK_COOLDOWN
-    for key, secret in secrets.items():
-        monkeypatch.setenv(secret_env_name(name, key), secret)
     return document
 
 
@@ -182,17 +178,17 @@ def log_lines(stream: io.StringIO, start: int) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("fault", FAULTS, ids=[fault.name.replace(" ", "_") for fault in FAULTS])
-@pytest.mark.parametrize("platform", PLATFORMS)
+@pytest.mark.parametrize("platform", SIMULATED)
 def test_fault_cell(
     sims: tuple[Simulator, Simulator],
     log_stream: io.StringIO,
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
     platform: str,
     fault: Fault,
 ) -> None:
     faulty_sim, healthy_sim = sims
     faulty, healthy, peer = f"faulty-{platform}", f"healthy-{PEER[platform]}", PEER[platform]
-    documents = [target(platform, faulty, faulty_sim, monkeypatch), target(peer, healthy, healthy_sim, monkeypatch)]
+    documents = [target(platform, faulty, faulty_sim, tmp_path), target(peer, healthy, healthy_sim, tmp_path)]
     app = make_app(make_settings(documents, scrape_budget_seconds=BUDGET))
     signed = signs(documents[0])
     settle = AKSK_COOLDOWN if fault.reason == "auth" and signed else fault.settle_seconds
@@ -259,4 +255,4 @@ def test_fault_cell(
     recovered = [line for line in log_lines(log_stream, mark) if line["event"] == "upstream call recovered"]
     assert len(recovered) == (0 if fault.reason is None else 1), recovered
     cell.recovered = True
-    app.collector.close()
+    app.runners.close()

@@ -422,7 +422,7 @@ def test_collector_never_breaks_the_scrape(name: str, raised: list[BaseException
         RUN[name] += 1
         raised.clear()
         stream = io.StringIO()
-        logs.configure("info", "json", stream)
+        logs.configure(logs.Redactor(), "info", "json", stream)
         app = make_app(make_settings([platform.target], scrape_budget_seconds=3.0))
         try:
             with rm.Mocker() as mock:
@@ -430,7 +430,7 @@ def test_collector_never_breaks_the_scrape(name: str, raised: list[BaseException
                 status, text = get(app, "/metrics")
                 requests = mock.call_count
         finally:
-            app.collector.close()
+            app.runners.close()
         assert status.startswith("200"), status
         samples = parse(text)
         success = [v for (n, _), v in samples.items() if n == "ingestion_scrape_success"]
@@ -452,4 +452,4 @@ def test_collector_never_breaks_the_scrape(name: str, raised: list[BaseException
     try:
         scrape()
     finally:
-        logs.configure("info", "json")
+        logs.configure(logs.Redactor(), "info", "json")

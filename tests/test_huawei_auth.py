@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from exporter.collectors.huawei_auth import HuaweiClient, HuaweiTarget, path_url, sign_request
 from exporter.http import Deadline, Upstream, UpstreamError
+from exporter.logs import Redactor
 from exporter.telemetry import Telemetry
 from tests.helpers import make_settings
 
@@ -145,8 +146,8 @@ def _target(auth: dict[str, Any], monkeypatch: pytest.MonkeyPatch, name: str = "
 def _client(target: HuaweiTarget, clock: list[float] | None = None) -> HuaweiClient:
     upstream = Upstream("dataarts", target, Telemetry(CollectorRegistry()))
     if clock is None:
-        return HuaweiClient(target, upstream)
-    return HuaweiClient(target, upstream, clock=lambda: clock[0])
+        return HuaweiClient(target, upstream, Redactor().sink())
+    return HuaweiClient(target, upstream, Redactor().sink(), clock=lambda: clock[0])
 
 
 TOKEN_AUTH = {"type": "token", "iam_url": IAM, "domain": "acct", "username": "monitor", "project_name": "cn-north-4"}

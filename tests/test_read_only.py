@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,10 +20,9 @@ import requests
 
 from exporter.collectors import COLLECTORS
 from exporter.collectors.siren import SirenCollector
-from exporter.settings import secret_env_name
 from exporter.simulator import Simulator, SimulatorOptions
 from exporter.simulator.platforms import PLATFORMS
-from tests.helpers import get, make_app, make_settings
+from tests.helpers import get, make_app, make_settings, simulated
 
 # Per platform: (method, path pattern) of every call the exporter may send. A pattern must match a request's
 # whole path (query aside), optionally after a path prefix. POST appears only for logins, token requests
@@ -85,24 +85,21 @@ class Recorder:
         monkeypatch.setattr(requests.Session, "send", send)
 
 
-def scrape_recorded(platform: str, monkeypatch: pytest.MonkeyPatch) -> tuple[list[tuple[str, str]], str]:
+def scrape_recorded(
+    platform: str, monkeypatch: pytest.MonkeyPatch, secrets_dir: Path
+) -> tuple[list[tuple[str, str]], str]:
     """A few scrapes of one platform's demo target against the simulator, discovery on: the requests sent."""
     recorder = Recorder()
     with Simulator(SimulatorOptions(jobs=4, platforms=[platform], transition_seconds=10)) as simulator:
-        document, secrets = COLLECTORS[platform].demo_target(
-            "readonly", simulator.url, simulator.credentials[platform], simulator.jobs(platform)
-        )
-        if "discovery" in COLLECTORS[platform].settings_model.model_fields:
-            document["discovery"] = {**document.get("discovery", {}), "enabled": True, "interval_seconds": 10}
-        for field, secret in secrets.items():
-            monkeypatch.setenv(secret_env_name("readonly", field), secret)
+        document = simulated(simulator, platform, "readonly", secrets_dir)
+        document["discovery"] = {**document.get("discovery", {}), "enabled": True, "interval_seconds": 10}
         app = make_app(make_settings([document]))
         recorder.install(monkeypatch)
         for _ in range(SCRAPES):
             status, _body = get(app, "/metrics")
             assert status.startswith("200")
             simulator.clock.advance(60)  # jobs move on; sessions and caches age
-        app.collector.close()
+        app.runners.close()
         return recorder.sent, simulator.url
 
 
@@ -125,10 +122,10 @@ def test_every_registered_platform_is_covered() -> None:
 
 
 @pytest.mark.parametrize("platform", sorted(COLLECTORS))
-def test_exporter_sends_only_read_calls(platform: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_exporter_sends_only_read_calls(platform: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     if platform not in PLATFORMS:
         pytest.fail(f"{platform}: no simulator module, its requests cannot be checked")
-    sent, url = scrape_recorded(platform, monkeypatch)
+    sent, url = scrape_recorded(platform, monkeypatch, tmp_path)
     assert len(sent) >= SCRAPES, sent  # something was really checked
     assert violations(platform, sent, url) == []
 
@@ -163,7 +160,7 @@ def aborting_collector(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         job_id = self.known_jobs()[0].job_id
         self.upstream.request(
             "POST",
-            f"{self.config.base_url}/_siren/connector/jobs/ingestion/{job_id}/_abort",
+            f"{self.settings.base_url}/_siren/connector/jobs/ingestion/{job_id}/_abort",
             endpoint="abort",
             deadline=ctx.deadline,
         )
@@ -173,7 +170,7 @@ def aborting_collector(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("aborting_collector")
-def test_check_fails_for_a_collector_that_aborts(monkeypatch: pytest.MonkeyPatch) -> None:
-    sent, url = scrape_recorded("siren", monkeypatch)
+def test_check_fails_for_a_collector_that_aborts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    sent, url = scrape_recorded("siren", monkeypatch, tmp_path)
     found = violations("siren", sent, url)
     assert found and all("/_abort: not a listed read call" in line for line in found)

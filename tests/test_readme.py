@@ -6,11 +6,15 @@ import importlib
 import re
 from pathlib import Path
 
+import pytest
+import yaml
 from prometheus_client import CollectorRegistry
 
 from exporter.collectors import COLLECTORS, platform_families
 from exporter.metrics import NAMESPACE, all_families, snake_case
+from exporter.settings import ConfigError, load_settings, secret_env_name
 from exporter.telemetry import Telemetry
+from tests.helpers import MODEL
 
 README = Path(__file__).parent.parent / "README.md"
 
@@ -51,3 +55,32 @@ def test_readme_state_table_documents_every_job_state_mapping() -> None:
         mapping = getattr(importlib.import_module(collector.__module__), "STATE_MAP")
         missing = {(platform, vendor, state) for vendor, state in mapping.items()} - documented
         assert not missing, f"{platform}: mappings missing from the README state table: {sorted(missing)}"
+
+
+def readme_yaml_blocks() -> list[str]:
+    return re.findall(r"```yaml\n(.*?)```", README.read_text(), flags=re.DOTALL)
+
+
+def test_configuration_examples_validate_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The main example with its password from the environment, as the README says; each platform's example as the
+    one target of a file, its secrets from the environment too. Only files the examples name on the reader's own
+    machine (CA bundles) may be missing."""
+    blocks = readme_yaml_blocks()
+    main = next(block for block in blocks if block.startswith("scrape_budget_seconds"))
+    fragments = [block for block in blocks if block.startswith("  - name:")]
+    assert len(fragments) == 3, "the DataArts, Cloud Stream and Siren examples"
+    for index, text in enumerate([main, *("targets:\n" + fragment for fragment in fragments)]):
+        document = yaml.safe_load(text)
+        for target in document["targets"]:
+            model = COLLECTORS[target["platform"]].settings_model
+            for field in model.secret_fields:
+                monkeypatch.setenv(secret_env_name(target["name"], field), "secret-from-the-environment")
+        path = tmp_path / f"example-{index}.yml"
+        path.write_text(text)
+        try:
+            settings = load_settings(MODEL, path)
+        except ConfigError as exc:
+            assert all(": no such file:" in line and "tls" in line for line in exc.lines), exc.lines
+            assert index > 0, "the main example must validate as written"
+        else:
+            assert [t.name for t in settings.all_targets()] == [t["name"] for t in document["targets"]]

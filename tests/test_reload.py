@@ -13,15 +13,12 @@ from typing import Any
 import pytest
 import requests
 import yaml
-from prometheus_client import CollectorRegistry
 
 from exporter import logs
-from exporter.cli import build
+from exporter.app import Exporter
 from exporter.reload import Reloader
-from exporter.server import ExporterApp
-from exporter.settings import RootSettings, load_settings
+from exporter.settings import MASK, RootSettings, load_settings
 from exporter.simulator import Simulator, SimulatorOptions
-from exporter.telemetry import Telemetry
 from exporter.webconfig import WebConfigHolder, load_web_config, protect
 from tests.helpers import MODEL, get, parse, value
 from tests.test_process import Running
@@ -110,17 +107,15 @@ def test_sighup_and_post_reload_in_a_running_exporter(sim: Simulator, tmp_path: 
 
 
 class InProcess:
-    """The app and reloader wired as cli.main wires them, on a config file the test rewrites."""
+    """The exporter and reloader wired as cli.main wires them, on a config file the test rewrites."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.registry = CollectorRegistry()
-        self.telemetry = Telemetry(self.registry)
-        self.app = ExporterApp(build(self.load(), self.registry, self.telemetry), self.registry, "/metrics")
+        self.redactor = logs.Redactor()
+        self.exporter = Exporter(self.load(), self.redactor.sink)
+        self.app = self.exporter.app
         self.app.ready.set()
-        self.reloader = Reloader(
-            self.app, self.load, lambda s: build(s, self.registry, self.telemetry), self.telemetry, close_after=0.0
-        )
+        self.reloader = Reloader(self.exporter, self.load, close_after=0.0)
         self.app.reload = self.reloader
 
     def load(self) -> RootSettings:
@@ -139,7 +134,7 @@ def test_swap_closes_the_old_collectors_and_forgets_removed_targets(sim: Simulat
     write(path, config(sim, tmp_path, ("alpha", "gone")))
     exporter = InProcess(path)
     assert value(parse(get(exporter.app, "/metrics")[1]), "ingestion_scrape_success", target="gone") == 1
-    old = exporter.app.collector
+    old = exporter.app.runners
     closed = threading.Event()
     real_close = old.close
     old.close = lambda: (real_close(), closed.set())  # type: ignore[method-assign]
@@ -147,7 +142,7 @@ def test_swap_closes_the_old_collectors_and_forgets_removed_targets(sim: Simulat
     write(path, config(sim, tmp_path, ("alpha",)))
     status, body = exporter.post_reload()
     assert status.startswith("200"), body
-    assert exporter.app.collector is not old
+    assert exporter.app.runners is not old
     assert closed.wait(5), "the replaced collectors were not closed"
     samples = parse(get(exporter.app, "/metrics")[1])
     assert value(samples, "ingestion_scrape_success", target="alpha") == 1
@@ -159,13 +154,13 @@ def test_refused_reload_keeps_everything_and_names_the_field(sim: Simulator, tmp
     path = tmp_path / "config.yml"
     write(path, config(sim, tmp_path))
     exporter = InProcess(path)
-    before = exporter.app.collector
+    before = exporter.app.runners
     for broken in ("targets: [", yaml.safe_dump(config(sim, tmp_path, max_concurrency=0))):
         path.write_text(broken)
         status, body = exporter.post_reload()
         assert status.startswith("500"), body
         assert "stays in force" in body
-        assert exporter.app.collector is before
+        assert exporter.app.runners is before
     (tmp_path / "password").write_text("")
     write(path, config(sim, tmp_path))
     status, body = exporter.post_reload()
@@ -180,7 +175,7 @@ def test_reload_adds_the_new_secrets_to_the_log_redactor(sim: Simulator, tmp_pat
     exporter = InProcess(path)
     (tmp_path / "password").write_text("second-secret-value")
     assert exporter.reloader()[0]
-    assert logs.REDACTOR.redact("x second-secret-value y") == f"x {logs.MASK} y"
+    assert exporter.redactor.redact("x second-secret-value y") == f"x {MASK} y"
 
 
 def test_scrapes_during_reloads_always_answer(sim: Simulator, tmp_path: Path) -> None:
@@ -214,13 +209,7 @@ def test_reload_replaces_the_web_config_and_refuses_a_broken_one(sim: Simulator,
     exporter = InProcess(path)
     holder = WebConfigHolder(load_web_config(web_path))
     exporter.reloader = Reloader(
-        exporter.app,
-        exporter.load,
-        lambda s: build(s, exporter.registry, exporter.telemetry),
-        exporter.telemetry,
-        lambda: load_web_config(web_path),
-        holder,
-        close_after=0.0,
+        exporter.exporter, exporter.load, lambda: load_web_config(web_path), holder, close_after=0.0
     )
     guarded = protect(exporter.app, holder)
 

@@ -102,7 +102,7 @@ def test_min_interval_serves_the_last_result() -> None:
 def test_last_samples_are_let_go_when_the_next_collection_starts() -> None:
     """Between scrapes the last samples and body are kept to share; during the next collection they are not."""
     app = make_app(make_settings([target()]))
-    runner = app.collector.runners["infa"]
+    runner = app.runners.by_name["infa"]
     finish, outputs, alive_during_collection = runner.finish, [], []
 
     def keep_ref(begun: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -53,7 +54,7 @@ def test_secret_from_file_and_masked_everywhere(tmp_path: Path) -> None:
 def test_secret_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INGESTION_EXPORTER_INFA_PROD_PASSWORD", SECRET)
     settings = load_settings(MODEL, write(tmp_path, {"targets": [informatica()]}))
-    assert settings.secret_values() == [SECRET]
+    assert settings.all_targets()[0].secret_items() == [("password", SECRET)]
 
 
 def test_environment_overrides_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -61,6 +62,33 @@ def test_environment_overrides_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("INGESTION_EXPORTER_SCRAPE_BUDGET_SECONDS", "3.5")
     settings = load_settings(MODEL, write(tmp_path, {"scrape_budget_seconds": 7, "targets": [informatica()]}))
     assert settings.scrape_budget_seconds == 3.5
+
+
+def test_environment_secret_wins_over_a_missing_secret_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README example names a password_file; the documented variable is enough while that file is absent."""
+    monkeypatch.setenv("INGESTION_EXPORTER_INFA_PROD_PASSWORD", SECRET)
+    missing = tmp_path / "no-such-file"
+    settings = load_settings(MODEL, write(tmp_path, {"targets": [informatica(password_file=str(missing))]}))
+    assert settings.all_targets()[0].secret_items() == [("password", SECRET)]
+    monkeypatch.delenv("INGESTION_EXPORTER_INFA_PROD_PASSWORD")
+    assert errors_of(tmp_path, {"targets": [informatica(password_file=str(missing))]}) == [
+        f"targets[0]: password_file: cannot read {missing}: No such file or directory"
+    ]
+
+
+def test_error_paths_are_the_same_for_every_platform_and_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    siren = {"name": "es", "platform": "siren", "base_url": "https://es.example.com", "auth": "none"}
+    expected = ["targets[0]: Value error, jobs: list at least one job id, or enable discovery"]
+    assert errors_of(tmp_path, {"targets": [siren]}) == expected
+    assert errors_of(tmp_path, {"targets": [informatica(dataflows=[], password_file=None)]})[0].startswith(
+        "targets[0]: "
+    )
+    monkeypatch.setenv("INGESTION_EXPORTER_TARGETS", json.dumps([siren]))
+    assert errors_of(tmp_path, {}) == expected
+    monkeypatch.setenv("INGESTION_EXPORTER_TARGETS", json.dumps([{**siren, "jobs": ["a"], "job_typ": "x"}]))
+    assert errors_of(tmp_path, {}) == ["targets[0].job_typ: Extra inputs are not permitted"]
 
 
 def test_inline_secret_refused(tmp_path: Path) -> None:

@@ -255,7 +255,7 @@ def test_search_lookback_sets_start_time_from() -> None:
     with rm.Mocker() as m:
         mock_seed(m)
         make = make_app(make_settings([target(search_lookback_seconds=600)]))
-        collector = next(iter(make.collector.runners.values())).collector
+        collector = next(iter(make.runners.by_name.values())).collector
         collector.clock = lambda: 1_800_000_000.0  # type: ignore[attr-defined]
         probe(make)
         search = next(r for r in m.request_history if "_search" in r.path)
@@ -462,9 +462,9 @@ def test_no_credential_in_logs_metrics_or_landing_page(monkeypatch: pytest.Monke
     encoded = base64.b64encode(raw_key.encode()).decode()
     monkeypatch.setenv("INGESTION_EXPORTER_ES_API_KEY", raw_key)
     stream = io.StringIO()
-    logs.configure("debug", "json", stream)
+    redactor = logs.Redactor()
+    logs.configure(redactor, "debug", "json", stream)
     settings = make_settings([target(auth="api_key", discovery={"enabled": True})])
-    logs.REDACTOR.replace(settings.secret_values())
     echo = {
         "error": {
             "root_cause": [{"type": "security_exception", "reason": f"bad key [{encoded}] [{raw_key}]"}],
@@ -475,7 +475,7 @@ def test_no_credential_in_logs_metrics_or_landing_page(monkeypatch: pytest.Monke
     }
     with rm.Mocker() as m:
         m.get(re.compile(f"{re.escape(JOBS)}/.*"), status_code=401, json=echo)
-        app = make_app(settings)
+        app = make_app(settings, redactor)
         texts = [get(app, path)[1] for path in ("/metrics", "/", "/probe")]
     texts.append(stream.getvalue())
     assert "upstream call failed" in texts[-1]
@@ -701,12 +701,12 @@ def test_tls_settings_reach_the_session_and_skip_verify_is_logged(tmp_path: Path
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
     verified = make_app(make_settings([target(tls={"ca_file": str(ca)})]))
-    session = next(iter(verified.collector.runners.values())).collector.upstream.session
+    session = next(iter(verified.runners.by_name.values())).collector.upstream.session
     assert session.verify == str(ca)
     stream = io.StringIO()
-    logs.configure("info", "json", stream)
+    logs.configure(logs.Redactor(), "info", "json", stream)
     insecure = make_app(make_settings([target(tls={"insecure_skip_verify": True})]))
-    assert next(iter(insecure.collector.runners.values())).collector.upstream.session.verify is False
+    assert next(iter(insecure.runners.by_name.values())).collector.upstream.session.verify is False
     assert "TLS verification is off" in stream.getvalue()
 
 
@@ -714,7 +714,7 @@ def test_truncated_job_log_is_warned_once() -> None:
     document = json.loads(fixture("search.json"))
     document["hits"]["total"] = {"value": 5000, "relation": "gte"}
     stream = io.StringIO()
-    logs.configure("info", "json", stream)
+    logs.configure(logs.Redactor(), "info", "json", stream)
     with rm.Mocker() as m:
         mock_seed(m, search=document)
         app = make_app(make_settings([target(discovery={"enabled": True})]))

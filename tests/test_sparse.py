@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from exporter.collectors import COLLECTORS
 from exporter.metrics import STATES
-from exporter.settings import secret_env_name
 from exporter.simulator import Simulator, SimulatorOptions
-from exporter.simulator.platforms import PLATFORMS
-from tests.helpers import MODEL, Samples, make_app, make_settings, scrape
+from tests.helpers import MODEL, SIMULATED, Samples, make_app, make_settings, scrape, simulated
 
 STATE_FAMILIES = ("ingestion_job_state", "ingestion_node_state")
 
@@ -26,17 +23,8 @@ def sim() -> Iterator[Simulator]:
         yield simulator
 
 
-def _targets(sim: Simulator, prefix: str) -> list[dict[str, Any]]:
-    targets = []
-    for platform in PLATFORMS:
-        name = f"{prefix}-{platform}"
-        document, secrets = COLLECTORS[platform].demo_target(
-            name, sim.url, sim.credentials[platform], sim.jobs(platform)
-        )
-        for field, value in secrets.items():
-            os.environ[secret_env_name(name, field)] = value
-        targets.append(document)
-    return targets
+def _targets(sim: Simulator, prefix: str, secrets_dir: Path) -> list[dict[str, Any]]:
+    return [simulated(sim, platform, f"{prefix}-{platform}", secrets_dir) for platform in SIMULATED]
 
 
 def _states(samples: Samples, family: str) -> dict[tuple[tuple[str, str], ...], dict[str, float]]:
@@ -52,9 +40,9 @@ def _states(samples: Samples, family: str) -> dict[tuple[tuple[str, str], ...], 
     return found
 
 
-def test_sparse_emits_only_the_current_state_and_agrees_with_full(sim: Simulator) -> None:
-    full = scrape(make_app(make_settings(_targets(sim, "full"))))
-    sparse = scrape(make_app(make_settings(_targets(sim, "sparse"), state_series="sparse")))
+def test_sparse_emits_only_the_current_state_and_agrees_with_full(sim: Simulator, tmp_path: Path) -> None:
+    full = scrape(make_app(make_settings(_targets(sim, "full", tmp_path))))
+    sparse = scrape(make_app(make_settings(_targets(sim, "sparse", tmp_path), state_series="sparse")))
     for family in STATE_FAMILIES:
         full_states, sparse_states = _states(full, family), _states(sparse, family)
         assert full_states, f"no {family} series to compare"
@@ -70,10 +58,10 @@ def test_sparse_emits_only_the_current_state_and_agrees_with_full(sim: Simulator
     assert {(n, frozenset((k, v.replace("full-", "sparse-")) for k, v in ls)) for n, ls in others} <= set(sparse)
 
 
-def test_unreadable_job_is_a_single_unknown_series_in_sparse(sim: Simulator) -> None:
+def test_unreadable_job_is_a_single_unknown_series_in_sparse(sim: Simulator, tmp_path: Path) -> None:
     sim.faults.add({"kind": "error", "status": 500, "platform": "dataarts", "endpoint": "job_status"})
     try:
-        samples = scrape(make_app(make_settings(_targets(sim, "down"), state_series="sparse")))
+        samples = scrape(make_app(make_settings(_targets(sim, "down", tmp_path), state_series="sparse")))
     finally:
         sim.faults.clear()
     dataarts = {

@@ -109,7 +109,7 @@ def servers() -> Iterator[Callable[..., Server]]:
 
 
 def upstream(**settings: Any) -> Upstream:
-    return Upstream("test", TargetSettings(name="t", **settings), Telemetry(CollectorRegistry()))
+    return Upstream("test", TargetSettings(name="t", platform="test", **settings), Telemetry(CollectorRegistry()))
 
 
 def call(client: Upstream, url: str, **kwargs: Any) -> Any:

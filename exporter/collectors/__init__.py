@@ -1,6 +1,8 @@
-"""The one registry of platforms: each entry is a collector class with its settings model."""
+"""The one registry of platforms: each entry is a collector class, which names its settings model."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from exporter.collectors.base import TargetCollector
 from exporter.collectors.cloudstream import CloudStreamCollector
@@ -10,7 +12,7 @@ from exporter.collectors.siren import SirenCollector
 from exporter.metrics import Family
 from exporter.settings import TargetSettings
 
-COLLECTORS: dict[str, type[TargetCollector]] = {
+COLLECTORS: dict[str, type[TargetCollector[Any]]] = {
     collector.platform: collector
     for collector in (InformaticaCollector, SirenCollector, DataArtsCollector, CloudStreamCollector)
 }

@@ -1,7 +1,8 @@
-"""What every platform collector shares: the collection context, error classification, discovery cache.
+"""What every platform collector shares: the collector contract, the collection context and the job directory.
 
-A platform collector implements `collect(ctx, out)` and `configured_jobs()`; it may raise anywhere. The
-runner in `exporter.scrape` turns whatever it raises into counted, logged errors and `unknown` jobs.
+A platform collector subclasses `TargetCollector[ItsTargetSettings]` and implements `configured_jobs()` and
+`collect(ctx, out)`; it may raise anywhere. The runner in `exporter.scrape` turns whatever it raises into counted,
+logged errors and `unknown` jobs.
 """
 
 from __future__ import annotations
@@ -9,25 +10,28 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import wait
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, get_args, get_origin
 
 import pydantic
 import structlog
 
 from exporter.http import Deadline, Upstream, UpstreamError
-from exporter.metrics import Family, JobRef, Output
-from exporter.settings import DiscoverySettings, TargetSettings
-from exporter.telemetry import Telemetry
+from exporter.metrics import Family, JobRef, Output, snake_case
+from exporter.settings import DiscoverySettings, TargetSettings, platform_of
+from exporter.telemetry import Reason, Telemetry
 from exporter.workers import DaemonPool
 
 T = TypeVar("T")
+R = TypeVar("R")
+V = TypeVar("V")
+S = TypeVar("S", bound=TargetSettings)
 log = structlog.get_logger("exporter.collector")
 
 
-def classify(exc: BaseException) -> str:
-    """Map anything a collection raised to one of telemetry.ERROR_REASONS."""
+def classify(exc: BaseException) -> Reason:
+    """Map anything a collection raised to the reason it is counted under."""
     if isinstance(exc, UpstreamError):
         return exc.reason
     if isinstance(exc, TimeoutError):
@@ -58,11 +62,11 @@ class ErrorTracker:
         self._target = target
         self._telemetry = telemetry
         self._lock = threading.Lock()
-        self._previous: dict[str, str] = {}
-        self._current: dict[str, str] = {}
-        self._started: dict[str, list[dict[str, object]]] = {}
+        self._previous: dict[str, Reason] = {}
+        self._current: dict[str, Reason] = {}
+        self._started: dict[Reason, list[dict[str, object]]] = {}
 
-    def record(self, exc: BaseException, subject: str, **context: str) -> str:
+    def record(self, exc: BaseException, subject: str, **context: str) -> Reason:
         reason = classify(exc)
         self._telemetry.scrape_errors.labels(self._platform, self._target, reason).inc()
         fields: dict[str, object] = {
@@ -117,6 +121,37 @@ def _others(subjects: list[str], shown: int = 5) -> dict[str, object]:
     return {"subjects": len(subjects), "also": also}
 
 
+class Notices:
+    """Warnings a target logs once, not every scrape: an unknown vendor value, a truncated answer.
+
+    At most `limit` are remembered; past that the memory starts afresh, so an upstream that invents a new
+    value every time costs a line per value, never unbounded memory.
+    """
+
+    def __init__(self, platform: str, target: str, limit: int = 1024) -> None:
+        self._fields = {"platform": platform, "target": target}
+        self._limit = limit
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def once(self, key: str, message: str, **fields: Any) -> None:
+        with self._lock:
+            if key in self._seen:
+                return
+            if len(self._seen) >= self._limit:
+                self._seen.clear()
+            self._seen.add(key)
+        log.warning(message, **self._fields, **fields)
+
+
+class SecretSink(Protocol):
+    """Where a target hands the values to mask in logs: one value per slot, so a renewed token replaces the last."""
+
+    def put(self, slot: str, value: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class ScrapeContext:
     """One collection's deadline, its bounded pool of upstream calls and its error record."""
 
@@ -140,110 +175,190 @@ class ScrapeContext:
                 self.errors.record(error, f"job {job.job_id}", job_id=job.job_id, job_name=job.job_name)
                 out.job_unknown(job)
 
-    def map(self, items: Iterable[T], call: Callable[[T], object]) -> list[object]:
+    def map(self, items: Iterable[T], call: Callable[[T], R]) -> list[R | BaseException]:
         """Run calls concurrently within the budget; results in order, an exception in place of a failure."""
         futures = [self._pool.submit(call, item) for item in items]
         done, _ = wait(futures, timeout=max(0.0, self.deadline.remaining()) + 0.2)
-        results: list[object] = []
+        results: list[R | BaseException] = []
         for future in futures:
             if future not in done:
                 future.cancel()
                 results.append(TimeoutError("no answer within the scrape budget"))
             else:
-                results.append(future.exception() or future.result())
+                error = future.exception()
+                results.append(future.result() if error is None else error)
         return results
 
 
-class TargetCollector(ABC):
-    """One configured target of one platform. Subclasses set the class attributes and `collect()`.
+class JobDirectory:
+    """The jobs a target watches, and everything its collector remembers per job.
 
-    Construct with the target's settings and its `Upstream`; the platform's API client is built from them
-    in the subclass constructor.
+    Configured jobs are the baseline. Discovery adds to them in one of two forms: pulled (`refresh`: a listing
+    call made at most once per discovery interval, whose answer replaces the last; a failed one keeps it) or
+    pushed (`offer`: jobs named by an answer the collector reads anyway, a job list or a job log). A name given
+    by the configuration or by discovery wins; a job without one keeps the last name a read gave it, so its
+    series keep their labels while its status cannot be read.
+
+    What a collector keeps per job lives in `memory()` maps, and leaves with the job together with its learnt
+    name: the directory stays as large as the set of jobs watched, however many come and go over months.
+    """
+
+    def __init__(self, configured: Sequence[JobRef], discovery: DiscoverySettings) -> None:
+        self._configured = {job.job_id: job for job in configured}
+        self._discovery = discovery
+        self._discovered: dict[str, JobRef] = {}
+        self._fetched_at: float | None = None
+        self._names: dict[str, str] = {}
+        self._memories: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def refresh(self, ctx: ScrapeContext, fetch: Callable[[Deadline], list[JobRef]]) -> list[JobRef]:
+        """Discover by a listing call (at most once per discovery interval) and return every known job."""
+        if not self._discovery.enabled:
+            return self.known()
+        with self._lock:
+            age = None if self._fetched_at is None else time.monotonic() - self._fetched_at
+            fresh = age is not None and age < self._discovery.interval_seconds
+        if not fresh:
+            try:
+                found = fetch(ctx.deadline)
+            except Exception as exc:  # noqa: BLE001 - any failure keeps the last list, counted once
+                ctx.errors.record(exc, "discovery")
+            else:
+                with self._lock:
+                    self._fetched_at = time.monotonic()
+                self.offer(found, complete=True)
+        return self.known()
+
+    def offer(self, jobs: Iterable[JobRef], *, complete: bool) -> None:
+        """Jobs an upstream answer named. `complete`: the answer lists every job there is, so a discovered job
+        it does not name is gone; otherwise jobs only join, until `forget`. Without discovery, nothing joins."""
+        if not self._discovery.enabled:
+            return
+        wanted = {
+            job.job_id: job
+            for job in jobs
+            if job.job_id not in self._configured and self._discovery.wants(job.job_name or job.job_id)
+        }
+        with self._lock:
+            if complete:
+                gone = self._discovered.keys() - wanted.keys()
+                self._discovered = {job_id: self._discovered.get(job_id, job) for job_id, job in wanted.items()}
+            else:
+                gone = set()
+                for job_id, job in wanted.items():
+                    self._discovered.setdefault(job_id, job)
+            if gone:
+                self._prune()
+
+    def forget(self, job_id: str) -> None:
+        """A discovered job is gone (the upstream no longer knows it, or its time ran out); configured jobs stay."""
+        with self._lock:
+            if self._discovered.pop(job_id, None) is not None:
+                self._prune()
+
+    def is_configured(self, job_id: str) -> bool:
+        return job_id in self._configured
+
+    def is_known(self, job_id: str) -> bool:
+        return job_id in self._configured or job_id in self._discovered
+
+    def known(self) -> list[JobRef]:
+        """Every job watched now: the configured ones, then the discovered ones, each under its lasting name."""
+        with self._lock:
+            jobs = [*self._configured.values(), *self._discovered.values()]
+            names = self._names
+            return [job if job.job_name else JobRef(job.job_id, names.get(job.job_id, "")) for job in jobs]
+
+    def learn(self, job: JobRef, name: str | None) -> JobRef:
+        """Remember the name a read gave the job; return the job under its lasting name."""
+        if name and self.is_known(job.job_id):
+            self._names[job.job_id] = name
+        return job if job.job_name else JobRef(job.job_id, name or "")
+
+    def memory(self) -> dict[str, V]:
+        """A map from job id to what the collector keeps of that job; entries of jobs that leave are dropped."""
+        kept: dict[str, V] = {}
+        self._memories.append(kept)
+        return kept
+
+    def footprint(self) -> dict[str, int]:
+        """How many entries each per-job structure holds (for the churn soak: nothing may grow with time)."""
+        with self._lock:
+            sizes = {"configured": len(self._configured), "discovered": len(self._discovered)}
+            sizes["names"] = len(self._names)
+            sizes["memory"] = sum(len(kept) for kept in self._memories)
+        return sizes
+
+    def _prune(self) -> None:
+        """Drop what is kept of jobs no longer watched; call with the lock held."""
+        for kept in (self._names, *self._memories):
+            for job_id in [
+                job_id for job_id in kept if job_id not in self._configured and job_id not in self._discovered
+            ]:
+                del kept[job_id]
+
+
+class TargetCollector(ABC, Generic[S]):
+    """One configured target of one platform.
+
+    A subclass names its settings model as the type argument, `TargetCollector[InformaticaTarget]`: that model
+    is what the configuration is validated with, and its `platform` literal is the collector's platform.
+    Construct with the target's settings, its `Upstream` and the sink its secrets go to; the platform's API
+    client is built from them in the subclass constructor.
     """
 
     platform: ClassVar[str]
     settings_model: ClassVar[type[TargetSettings]]
     families: ClassVar[tuple[Family, ...]] = ()
 
-    def __init__(self, settings: TargetSettings, upstream: Upstream) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in cls.__dict__.get("__orig_bases__", ()):
+            if get_origin(base) is TargetCollector:
+                (cls.settings_model,) = get_args(base)
+                platform = platform_of(cls.settings_model)
+                if platform is not None:
+                    cls.platform = platform
+
+    def __init__(self, settings: S, upstream: Upstream, secrets: SecretSink) -> None:
         self.settings = settings
         self.upstream = upstream
+        self.secrets = secrets
+        for field, value in settings.secret_items():
+            secrets.put(field, value)
+        self.notices = Notices(self.platform, settings.name)
+        self.jobs = JobDirectory(self.configured_jobs(), settings.discovery)
+
+    @abstractmethod
+    def configured_jobs(self) -> list[JobRef]:
+        """The jobs the configuration names: watched whether or not discovery finds them."""
 
     @abstractmethod
     def collect(self, ctx: ScrapeContext, out: Output) -> None:
         """Add this target's samples to `out`; may raise, the runner classifies it."""
 
-    @abstractmethod
     def known_jobs(self) -> list[JobRef]:
-        """Jobs from configuration and the last discovery: they stay visible as `unknown` when unreadable."""
+        """Jobs from configuration and discovery: they stay visible as `unknown` when unreadable."""
+        return self.jobs.known()
 
-    @classmethod
-    @abstractmethod
-    def demo_target(
-        cls, name: str, url: str, credentials: dict[str, str], jobs: list[dict[str, str]]
-    ) -> tuple[dict[str, Any], dict[str, str]]:
-        """A target for the simulator at `url` and its secrets, for `--demo`: (settings document, secrets)."""
+    def state(self, vendor_value: str | None, mapping: Mapping[str, str]) -> str:
+        """Normalize a vendor state through a platform's table; matching ignores case, spaces and punctuation.
+
+        A value the table does not know is `unknown`, and logged once so the table can be extended.
+        """
+        if vendor_value is None:
+            return "unknown"
+        state = mapping.get(snake_case(vendor_value))
+        if state is None:
+            self.notices.once(
+                f"state {vendor_value[:80]}",
+                "vendor state not in the mapping; reported as unknown",
+                vendor_state=vendor_value[:80],
+            )
+            return "unknown"
+        return state
 
     def close(self) -> None:
         self.upstream.close()
-
-
-class DiscoveryCache(Generic[T]):
-    """A discovered job list reused for the discovery interval; on failure the last good list stays."""
-
-    def __init__(self, settings: DiscoverySettings) -> None:
-        self._settings = settings
-        self._items: list[T] = []
-        self._fetched_at: float | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def items(self) -> list[T]:
-        return list(self._items)
-
-    def get(self, ctx: ScrapeContext, fetch: Callable[[Deadline], list[T]], name_of: Callable[[T], str]) -> list[T]:
-        if not self._settings.enabled:
-            return []
-        with self._lock:
-            age = None if self._fetched_at is None else time.monotonic() - self._fetched_at
-            if age is not None and age < self._settings.interval_seconds:
-                return list(self._items)
-            try:
-                found = fetch(ctx.deadline)
-            except Exception as exc:  # noqa: BLE001 - any failure keeps the last list, counted once
-                ctx.errors.record(exc, "discovery")
-                return list(self._items)
-            self._items = [item for item in found if self._settings.wants(name_of(item))]
-            self._fetched_at = time.monotonic()
-            return list(self._items)
-
-
-class JobDirectory:
-    """The jobs a target watches: configured ones, the last discovery's, and names learnt from reads.
-
-    Configured jobs are the baseline; discovery adds to them. A name given in the configuration (or by
-    discovery) wins; a job without one keeps the last name a read gave it, so its series keep their labels
-    while its status cannot be read.
-    """
-
-    def __init__(self, configured: list[JobRef], discovery: DiscoverySettings) -> None:
-        self._configured = configured
-        self._discovery: DiscoveryCache[JobRef] = DiscoveryCache(discovery)
-        self._names: dict[str, str] = {}
-
-    def refresh(self, ctx: ScrapeContext, fetch: Callable[[Deadline], list[JobRef]]) -> list[JobRef]:
-        """Discover (at most once per discovery interval) and return every known job."""
-        self._discovery.get(ctx, fetch, lambda job: job.job_name)
-        return self.known()
-
-    def known(self) -> list[JobRef]:
-        jobs: dict[str, JobRef] = {}
-        for job in (*self._configured, *self._discovery.items):
-            jobs.setdefault(job.job_id, job)
-        return [JobRef(job.job_id, job.job_name or self._names.get(job.job_id, "")) for job in jobs.values()]
-
-    def learn(self, job: JobRef, name: str | None) -> JobRef:
-        """Remember the name a read gave the job; return the job under its lasting name."""
-        if name:
-            self._names[job.job_id] = name
-        return job if job.job_name else JobRef(job.job_id, name or "")
+        self.secrets.close()

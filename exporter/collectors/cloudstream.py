@@ -14,11 +14,12 @@ ids, the batches concurrently. `api_flavour` picks the endpoints: `cs` (`/v1.0/{
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, ClassVar, Literal, TypeVar
+from dataclasses import dataclass
+from typing import Literal, TypeVar
 
 from pydantic import Field, model_validator
 
-from exporter.collectors.base import JobDirectory, ScrapeContext, TargetCollector
+from exporter.collectors.base import ScrapeContext, SecretSink, TargetCollector
 from exporter.collectors.huawei_auth import HuaweiClient, HuaweiTarget, path_url
 from exporter.http import Deadline, Upstream, UpstreamError
 from exporter.metrics import (
@@ -29,10 +30,9 @@ from exporter.metrics import (
     counter,
     gauge,
     job_info_family,
-    map_state,
 )
 from exporter.parsing import EpochSeconds, Id, Lenient, Number
-from exporter.settings import DiscoverySettings, HttpURL, StrictModel, TargetSettings
+from exporter.settings import HttpURL, StrictModel
 
 PLATFORM = "cloudstream"
 MAX_PAGES = 1000
@@ -86,7 +86,6 @@ class CloudStreamTarget(HuaweiTarget):
     endpoint: HttpURL = Field(description="CS or DLI endpoint, e.g. https://cs.cn-north-4.myhuaweicloud.com.")
     api_flavour: Literal["cs", "dli"] = Field("cs", description="cs: Cloud Stream endpoints; dli: DLI Flink jobs.")
     jobs: list[int | StreamJobRef] = Field(default_factory=list, description="Job ids (or {id, name}) to watch.")
-    discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
     batch_size: int = Field(50, ge=1, le=1000, description="Job ids per metrics call.")
     page_size: int = Field(100, ge=1, le=100, description="Jobs per page of the list call.")
 
@@ -132,7 +131,7 @@ class JobListAnswer(Lenient):
             return self.job_list.jobs, self.job_list.total_count
         if self.payload is not None:
             return self.payload.jobs, self.payload.total
-        return [], None
+        raise UpstreamError("invalid_response", "the job list answer holds no job list (payload or job_list)")
 
 
 class StreamCount(Lenient):
@@ -171,23 +170,36 @@ class MetricsAnswer(Lenient):
 _Answer = TypeVar("_Answer", JobListAnswer, MetricsAnswer)
 
 
+@dataclass(frozen=True)
+class JobList:
+    """The jobs the list call gave; `complete` when they are every job of the project."""
+
+    jobs: list[ListedJob]
+    complete: bool
+
+
 # --- client ----------------------------------------------------------------------------------------------
 
 
 class CloudStreamClient:
     """The job list and the batched metrics call, in the CS or the DLI flavour."""
 
-    def __init__(self, settings: CloudStreamTarget, upstream: Upstream) -> None:
+    def __init__(self, settings: CloudStreamTarget, upstream: Upstream, secrets: SecretSink) -> None:
         self._settings = settings
         root = f"{settings.endpoint}/v1.0/{settings.project_id}"
         self._jobs_url = f"{root}/streaming/jobs" if settings.api_flavour == "dli" else f"{root}/jobs"
-        self.auth = HuaweiClient(settings, upstream)
+        self.auth = HuaweiClient(settings, upstream, secrets)
 
-    def list_jobs(self, deadline: Deadline) -> list[ListedJob]:
-        """Every job, page by page, until an empty page, the announced total, or a page with nothing new."""
+    def list_jobs(self, deadline: Deadline) -> JobList:
+        """Every job, page by page, until an empty or short page, the announced total, or a page with nothing new.
+
+        The list is complete when it reached the announced total (or, without one, a page shorter than asked
+        for); a list that stopped early because pages repeated is used, but not taken as all there is.
+        """
         found: dict[str, ListedJob] = {}
         limit = self._settings.page_size
         cursor: str | None = None
+        complete = False
         for _ in range(MAX_PAGES):
             if self._settings.api_flavour == "dli":
                 query = [("limit", str(limit)), ("offset", str(len(found)))]
@@ -208,10 +220,11 @@ class CloudStreamClient:
             jobs, total = answer.page()
             fresh = {job.job_id: job for job in jobs if job.job_id is not None and job.job_id not in found}
             found.update(fresh)
-            if not fresh or (total is not None and len(found) >= total):
+            complete = len(found) >= total if total is not None else len(jobs) < limit
+            if not fresh or complete:
                 break
             cursor = next(job.job_id for job in reversed(jobs) if job.job_id is not None)
-        return list(found.values())
+        return JobList(list(found.values()), complete)
 
     def metrics(self, job_ids: Sequence[int], deadline: Deadline) -> list[JobMetrics]:
         answer = _checked(
@@ -243,50 +256,36 @@ def _batches(ids: Sequence[int], size: int) -> Iterator[list[int]]:
 # --- collector -------------------------------------------------------------------------------------------
 
 
-class CloudStreamCollector(TargetCollector):
+class CloudStreamCollector(TargetCollector[CloudStreamTarget]):
     """State from the job list; per source and sink record counters and read/write rates from metrics."""
 
-    platform: ClassVar[str] = PLATFORM
-    settings_model: ClassVar[type[TargetSettings]] = CloudStreamTarget
     families = (JOB_INFO, STREAM_RECORDS, STREAM_CORRUPTED, READ_RATE, WRITE_RATE)
 
-    def __init__(self, settings: TargetSettings, upstream: Upstream) -> None:
-        super().__init__(settings, upstream)
-        assert isinstance(settings, CloudStreamTarget)
-        self.config = settings
-        self.client = CloudStreamClient(settings, upstream)
-        self.jobs = JobDirectory(settings.job_refs(), settings.discovery)
+    def __init__(self, settings: CloudStreamTarget, upstream: Upstream, secrets: SecretSink) -> None:
+        super().__init__(settings, upstream, secrets)
+        self.client = CloudStreamClient(settings, upstream, secrets)
 
-    @classmethod
-    def demo_target(
-        cls, name: str, url: str, credentials: dict[str, str], jobs: list[dict[str, str]]
-    ) -> tuple[dict[str, Any], dict[str, str]]:
-        target = {
-            "name": name,
-            "platform": PLATFORM,
-            "endpoint": url,
-            "project_id": credentials["project_id"],
-            "auth": {"type": "aksk", "access_key_id": credentials["access_key_id"]},
-            "jobs": [],
-            "discovery": {"enabled": True, "interval_seconds": 60},
-            "batch_size": 4,
-        }
-        return target, {"secret_access_key": credentials["secret_access_key"]}
-
-    def known_jobs(self) -> list[JobRef]:
-        return self.jobs.known()
+    def configured_jobs(self) -> list[JobRef]:
+        return self.settings.job_refs()
 
     def collect(self, ctx: ScrapeContext, out: Output) -> None:
+        """The job list is read every scrape (it carries the states), so discovery follows it at once: a job it
+        lists joins, and a discovered job a complete list no longer names leaves."""
         self.client.auth.ready(ctx.deadline)
         listed: dict[str, ListedJob] | None = None
         try:
-            listed = {job.job_id: job for job in self.client.list_jobs(ctx.deadline) if job.job_id is not None}
+            answer = self.client.list_jobs(ctx.deadline)
         except Exception as exc:  # noqa: BLE001 - without the list, states are unknown; metrics may still come
             ctx.errors.record(exc, "job list")
-        if listed is not None:
-            refs = [self.jobs.learn(JobRef(job_id, ""), job.name) for job_id, job in listed.items()]
-            self.jobs.refresh(ctx, lambda _deadline: refs)
-        jobs = self.jobs.known()
+        else:
+            listed = {job.job_id: job for job in answer.jobs if job.job_id is not None}
+            self.jobs.offer(
+                [JobRef(job_id, job.name or "") for job_id, job in listed.items()], complete=answer.complete
+            )
+        jobs = [
+            self.jobs.learn(job, listed[job.job_id].name if listed and job.job_id in listed else None)
+            for job in self.jobs.known()
+        ]
         if listed is not None:
             for job in jobs:
                 self._state(ctx, job, listed.get(job.job_id), out)
@@ -309,19 +308,18 @@ class CloudStreamCollector(TargetCollector):
                 job_name=job.job_name,
             )
             return
-        out.job_state(job, map_state(listed.status, STATE_MAP), listed.status or "none")
+        out.job_state(job, self.state(listed.status, STATE_MAP), listed.status or "none")
         out.add(JOB_INFO, 1, job, run_id="", job_type=listed.job_type or "")
         out.add_optional(JOB_START, listed.start_time, job)
 
     def _metrics(self, ctx: ScrapeContext, jobs: list[JobRef], out: Output) -> None:
         by_id = {job.job_id: job for job in jobs if job.job_id.isdigit()}
-        batches = list(_batches([int(job_id) for job_id in by_id], self.config.batch_size))
+        batches = list(_batches([int(job_id) for job_id in by_id], self.settings.batch_size))
         results = ctx.map(batches, lambda batch: self.client.metrics(batch, ctx.deadline))
         for batch, result in zip(batches, results, strict=True):
             if isinstance(result, BaseException):
                 ctx.errors.record(result, f"metrics {batch[0]}..{batch[-1]}")
                 continue
-            assert isinstance(result, list)
             for entry in result:
                 job = by_id.get(entry.job_id)
                 if job is not None and entry.metrics is not None:

@@ -13,11 +13,11 @@ API no longer knows (400 DLF.0100) is `unknown` on its own. Sample output::
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Literal
 
 from pydantic import AliasChoices, Field, model_validator
 
-from exporter.collectors.base import JobDirectory, ScrapeContext, TargetCollector
+from exporter.collectors.base import ScrapeContext, SecretSink, TargetCollector
 from exporter.collectors.huawei_auth import HuaweiClient, HuaweiTarget, path_url
 from exporter.http import Deadline, Upstream, UpstreamError
 from exporter.metrics import (
@@ -31,12 +31,11 @@ from exporter.metrics import (
     Output,
     counter,
     gauge,
-    map_state,
     node_info_family,
     snake_case,
 )
 from exporter.parsing import EpochSeconds, Id, Lenient, Number
-from exporter.settings import DiscoverySettings, HttpURL, TargetSettings
+from exporter.settings import HttpURL
 
 PLATFORM = "dataarts"
 MAX_PAGES = 1000
@@ -84,7 +83,6 @@ class DataArtsTarget(HuaweiTarget):
     endpoint: HttpURL = Field(description="DLF endpoint, e.g. https://dayu-dlf.cn-north-4.myhuaweicloud.com.")
     workspace: str | None = Field(None, min_length=1, description="Workspace id; the default workspace when unset.")
     jobs: list[str] = Field(default_factory=list, description="Names of the real-time jobs to watch.")
-    discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
     page_size: int = Field(100, ge=1, le=1000, description="Jobs per page of the list call.")
 
     @model_validator(mode="after")
@@ -140,11 +138,11 @@ class DlfJobPage(Lenient):
 class DataArtsClient:
     """The DLF calls the exporter makes: the status of one job, and the real-time job list."""
 
-    def __init__(self, settings: DataArtsTarget, upstream: Upstream) -> None:
+    def __init__(self, settings: DataArtsTarget, upstream: Upstream, secrets: SecretSink) -> None:
         self._settings = settings
         self._base = f"{settings.endpoint}/v1/{settings.project_id}"
         self._headers = {"workspace": settings.workspace} if settings.workspace else {}
-        self.auth = HuaweiClient(settings, upstream)
+        self.auth = HuaweiClient(settings, upstream, secrets)
 
     def status(self, job_name: str, deadline: Deadline) -> DlfJobStatus:
         url = path_url(self._base, "jobs", job_name, "status")
@@ -186,11 +184,9 @@ class DataArtsClient:
 # --- collector -------------------------------------------------------------------------------------------
 
 
-class DataArtsCollector(TargetCollector):
+class DataArtsCollector(TargetCollector[DataArtsTarget]):
     """State, times and per-node state, type and counters of each watched real-time job."""
 
-    platform: ClassVar[str] = PLATFORM
-    settings_model: ClassVar[type[TargetSettings]] = DataArtsTarget
     families = (
         NODE_INFO,
         NODE_READ_RECORDS,
@@ -201,36 +197,12 @@ class DataArtsCollector(TargetCollector):
         NODE_SPEED,
     )
 
-    def __init__(self, settings: TargetSettings, upstream: Upstream) -> None:
-        super().__init__(settings, upstream)
-        assert isinstance(settings, DataArtsTarget)
-        self.config = settings
-        self.client = DataArtsClient(settings, upstream)
-        self.jobs = JobDirectory([JobRef(name, name) for name in settings.jobs], settings.discovery)
+    def __init__(self, settings: DataArtsTarget, upstream: Upstream, secrets: SecretSink) -> None:
+        super().__init__(settings, upstream, secrets)
+        self.client = DataArtsClient(settings, upstream, secrets)
 
-    @classmethod
-    def demo_target(
-        cls, name: str, url: str, credentials: dict[str, str], jobs: list[dict[str, str]]
-    ) -> tuple[dict[str, Any], dict[str, str]]:
-        target = {
-            "name": name,
-            "platform": PLATFORM,
-            "endpoint": url,
-            "project_id": credentials["project_id"],
-            "auth": {
-                "type": "token",
-                "iam_url": credentials["iam_url"],
-                "domain": credentials["domain"],
-                "username": credentials["username"],
-                "project_name": credentials["project_name"],
-            },
-            "jobs": [],
-            "discovery": {"enabled": True, "interval_seconds": 60},
-        }
-        return target, {"password": credentials["password"]}
-
-    def known_jobs(self) -> list[JobRef]:
-        return self.jobs.known()
+    def configured_jobs(self) -> list[JobRef]:
+        return [JobRef(name, name) for name in self.settings.jobs]
 
     def collect(self, ctx: ScrapeContext, out: Output) -> None:
         self.client.auth.ready(ctx.deadline)
@@ -238,7 +210,7 @@ class DataArtsCollector(TargetCollector):
 
     def _read(self, ctx: ScrapeContext, job: JobRef, out: Output) -> None:
         status = self.client.status(job.job_id, ctx.deadline)
-        out.job_state(job, map_state(status.status, STATE_MAP), status.status or "none")
+        out.job_state(job, self.state(status.status, STATE_MAP), status.status or "none")
         out.add_optional(JOB_START, status.start_time, job)
         out.add_optional(JOB_END, status.end_time, job)
         out.add_optional(JOB_LAST_UPDATE, status.last_update_time, job)
@@ -247,9 +219,9 @@ class DataArtsCollector(TargetCollector):
 
     def _node(self, node: DlfNode, name: str, job: JobRef, out: Output) -> None:
         if node.status is not None:
-            state = map_state(node.status, STATE_MAP)
+            state = self.state(node.status, STATE_MAP)
         else:
-            state = map_state(node.last_instance_status, INSTANCE_STATE_MAP)
+            state = self.state(node.last_instance_status, INSTANCE_STATE_MAP)
         out.state_set(NODE_STATE, state, job, node=name)
         vendor = node.status if node.status is not None else node.last_instance_status
         if vendor is not None:

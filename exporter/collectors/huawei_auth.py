@@ -31,11 +31,12 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 from pydantic import Field, field_serializer, model_validator
 from pydantic_core import PydanticCustomError
 
-from exporter import logs
+from exporter.collectors.base import SecretSink
 from exporter.collectors.credentials import LoginCache
-from exporter.http import Deadline, Upstream, UpstreamError, decode_json, vendor_error
+from exporter.http import Deadline, Upstream, UpstreamError, decode_json, error_fields
 from exporter.parsing import epoch_seconds
-from exporter.settings import HttpURL, StrictModel, TargetSettings, secret_env_name
+from exporter.settings import MASK, HttpURL, StrictModel, TargetSettings, secret_env_name
+from exporter.telemetry import Reason
 
 ALGORITHM = "SDK-HMAC-SHA256"
 DATE_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -91,7 +92,7 @@ class HuaweiAuth(StrictModel):
 
     @field_serializer("access_key_id")
     def _mask_access_key(self, value: str | None) -> str | None:
-        return None if value is None else logs.MASK
+        return None if value is None else MASK
 
 
 class HuaweiTarget(TargetSettings):
@@ -186,7 +187,13 @@ def path_url(base: str, *segments: str, query: Sequence[tuple[str, str]] = ()) -
 # --- errors ----------------------------------------------------------------------------------------------
 
 
-def _described(exc: UpstreamError, code: str, message: str, reason: str | None = None) -> UpstreamError:
+def _error(body: str) -> tuple[str, str]:
+    """(code, message) of a Huawei error body: the gateway's and DLF's `error_code`/`error_msg`, IAM's
+    `error.code`/`error.message`, Cloud Stream's `message_id`/`message`."""
+    return error_fields(body, ("error_code", "code", "message_id"), ("error_msg", "message"))
+
+
+def _described(exc: UpstreamError, code: str, message: str, reason: Reason | None = None) -> UpstreamError:
     text = " ".join(part for part in (str(exc), code, message) if part)
     return UpstreamError(reason or exc.reason, text, status=exc.status, body=exc.body)
 
@@ -204,8 +211,11 @@ class _Token:
 class HuaweiClient:
     """Sends one target's API calls with its credentials; `call()` returns the decoded JSON answer."""
 
-    def __init__(self, settings: HuaweiTarget, upstream: Upstream, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, settings: HuaweiTarget, upstream: Upstream, secrets: SecretSink, clock: Callable[[], float] = time.time
+    ) -> None:
         self._settings = settings
+        self._secrets = secrets
         self._auth = settings.auth
         self._upstream = upstream
         self._clock = clock
@@ -215,9 +225,8 @@ class HuaweiClient:
         )
         self._aksk_verified = False
         self._aksk_paused_until = 0.0
-        self.logins = 0
         if self._auth.access_key_id:
-            logs.REDACTOR.add([self._auth.access_key_id])
+            secrets.put("access_key_id", self._auth.access_key_id)
 
     def ready(self, deadline: Deadline) -> None:
         """Raise the auth failure up front, once per collection, instead of once per job: the token is
@@ -259,7 +268,7 @@ class HuaweiClient:
                 else:
                     response = self._signed(method, url, endpoint, deadline, base, body)
             except UpstreamError as exc:
-                code, message = vendor_error(exc.body)
+                code, message = _error(exc.body)
                 if code == "APIGW.0308" and exc.reason != "rate_limited":
                     self._upstream.back_off(THROTTLE_BACKOFF_SECONDS)
                     raise _described(exc, code, message, "rate_limited") from exc
@@ -294,7 +303,6 @@ class HuaweiClient:
                 "scope": {"project": scope},
             }
         }
-        self.logins += 1
         issued = self._clock()
         try:
             response = self._upstream.request(
@@ -305,7 +313,7 @@ class HuaweiClient:
                 json_body=body,
             )
         except UpstreamError as exc:
-            code, message = vendor_error(exc.body)
+            code, message = _error(exc.body)
             if code == "APIGW.0308":
                 self._upstream.back_off(THROTTLE_BACKOFF_SECONDS)
                 raise _described(exc, code, message, "rate_limited") from exc
@@ -315,7 +323,7 @@ class HuaweiClient:
         value = response.headers.get("X-Subject-Token")
         if not value:
             raise UpstreamError("invalid_response", "IAM answer lacks the X-Subject-Token header")
-        logs.REDACTOR.add([value])
+        self._secrets.put("token", value)
         expires = _expires_at(response.content) or issued + TOKEN_LIFETIME_SECONDS
         lifetime = max(0.0, expires - issued)
         refresh_at = expires - min(auth.token_renew_before_seconds, lifetime / 2)

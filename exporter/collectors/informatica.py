@@ -12,15 +12,16 @@ runId changes (it is immutable for a run). Sample output::
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, model_validator
 
-from exporter.collectors.base import JobDirectory, ScrapeContext, TargetCollector
+from exporter.collectors.base import ScrapeContext, SecretSink, TargetCollector
 from exporter.collectors.credentials import LoginCache
-from exporter.http import Deadline, Upstream, UpstreamError, decode_json, vendor_error
+from exporter.http import Deadline, Upstream, UpstreamError, decode_json, error_fields
 from exporter.metrics import (
     JOB_END,
     JOB_LABELS,
@@ -33,12 +34,11 @@ from exporter.metrics import (
     counter,
     gauge,
     job_info_family,
-    map_state,
     node_info_family,
     snake_case,
 )
 from exporter.parsing import EpochSeconds, Id, JsonInString, Lenient, Number
-from exporter.settings import DiscoverySettings, HttpURL, StrictModel, TargetSettings
+from exporter.settings import HttpURL, StrictModel, TargetSettings
 
 PLATFORM = "informatica"
 
@@ -104,7 +104,6 @@ class InformaticaTarget(TargetSettings):
     dataflows: list[DataflowRef | str] = Field(
         default_factory=list, description="Dataflow ids (or {id, name}) to watch."
     )
-    discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
     statistics: bool = Field(True, description="Read message and byte throughput from the statistics resource.")
     statistics_intervals: int = Field(30, ge=1, le=1440)
 
@@ -212,11 +211,11 @@ class LoginSession(BaseModel):
 class InformaticaClient:
     """Logs in once, reuses the session across scrapes, and logs in again once when it expires."""
 
-    def __init__(self, settings: InformaticaTarget, upstream: Upstream) -> None:
+    def __init__(self, settings: InformaticaTarget, upstream: Upstream, secrets: SecretSink) -> None:
         self._settings = settings
         self._upstream = upstream
+        self._secrets = secrets
         self._sessions: LoginCache[LoginSession] = LoginCache(self._login)
-        self.logins = 0
 
     def session(self, deadline: Deadline) -> LoginSession:
         return self._sessions.get(deadline)
@@ -231,7 +230,6 @@ class InformaticaClient:
         else:
             url = f"{settings.login_url}/ma/api/v2/user/login"
             body = {"@type": "login", "username": settings.username, "password": password.get_secret_value()}
-        self.logins += 1
         try:
             document = decode_json(
                 self._upstream.request(
@@ -240,11 +238,12 @@ class InformaticaClient:
             )
         except UpstreamError as exc:
             if exc.reason in ("auth", "http_status") and exc.status is not None:
-                code, message = vendor_error(exc.body)
+                code, message = error_fields(exc.body, ("code",), ("message", "description"))
                 detail = f"{code} {message}".strip() or "no details"
                 raise UpstreamError("auth", f"login refused: {detail}", status=exc.status) from exc
             raise
         session_id, server_url = _session_fields(document, settings.login_api)
+        self._secrets.put("session", session_id)
         return LoginSession(
             session_id=session_id, sisvc=settings.server_url or sisvc_url(server_url), api_base=server_url.rstrip("/")
         )
@@ -324,11 +323,18 @@ def _session_fields(document: Any, api: str) -> tuple[str, str]:
 # --- collector -------------------------------------------------------------------------------------------
 
 
-class InformaticaCollector(TargetCollector):
+@dataclass(frozen=True)
+class RunDetails:
+    """The jobs resource of a dataflow's current run, and the dataflow's status when it was read."""
+
+    run_id: str
+    status: str | None
+    run: JobRun
+
+
+class InformaticaCollector(TargetCollector[InformaticaTarget]):
     """Status, topology, deployment and throughput of each watched dataflow."""
 
-    platform: ClassVar[str] = PLATFORM
-    settings_model: ClassVar[type[TargetSettings]] = InformaticaTarget
     families = (
         JOB_INFO,
         DEPLOY_START,
@@ -342,29 +348,13 @@ class InformaticaCollector(TargetCollector):
         WRITTEN_BYTES,
     )
 
-    def __init__(self, settings: TargetSettings, upstream: Upstream) -> None:
-        super().__init__(settings, upstream)
-        assert isinstance(settings, InformaticaTarget)
-        self.config = settings
-        self.client = InformaticaClient(settings, upstream)
-        self.jobs = JobDirectory(settings.dataflow_refs(), settings.discovery)
-        self._runs: dict[str, tuple[str, str | None, JobRun]] = {}  # dataflow -> runId, status when read, record
+    def __init__(self, settings: InformaticaTarget, upstream: Upstream, secrets: SecretSink) -> None:
+        super().__init__(settings, upstream, secrets)
+        self.client = InformaticaClient(settings, upstream, secrets)
+        self._runs: dict[str, RunDetails] = self.jobs.memory()
 
-    @classmethod
-    def demo_target(
-        cls, name: str, url: str, credentials: dict[str, str], jobs: list[dict[str, str]]
-    ) -> tuple[dict[str, Any], dict[str, str]]:
-        target = {
-            "name": name,
-            "platform": PLATFORM,
-            "login_url": url,
-            "username": credentials["username"],
-            "dataflows": [job["id"] for job in jobs],
-        }
-        return target, {"password": credentials["password"]}
-
-    def known_jobs(self) -> list[JobRef]:
-        return self.jobs.known()
+    def configured_jobs(self) -> list[JobRef]:
+        return self.settings.dataflow_refs()
 
     def collect(self, ctx: ScrapeContext, out: Output) -> None:
         self.client.session(ctx.deadline)
@@ -373,7 +363,7 @@ class InformaticaCollector(TargetCollector):
     def _read(self, ctx: ScrapeContext, job: JobRef, out: Output) -> None:
         status = self.client.status(job.job_id, ctx.deadline)
         job = self.jobs.learn(job, status.dataflowName)
-        out.job_state(job, map_state(status.status, STATE_MAP), status.status or "none")
+        out.job_state(job, self.state(status.status, STATE_MAP), status.status or "none")
         out.add_optional(JOB_LAST_UPDATE, status.timestamp, job)
         self._nodes(status, job, out)
         run = self._run_details(ctx, job, status.runId, status.status)
@@ -390,7 +380,7 @@ class InformaticaCollector(TargetCollector):
             out.add_optional(DEPLOY_START, run.startTime, job)
             out.add_optional(DEPLOY_END, run.endTime, job)
             out.add_optional(DEPLOY_DURATION, run.duration, job)
-        if self.config.statistics:
+        if self.settings.statistics:
             self._throughput(ctx, job, out)
 
     def _nodes(self, status: DataflowStatus, job: JobRef, out: Output) -> None:
@@ -399,7 +389,7 @@ class InformaticaCollector(TargetCollector):
         for report in status.reports or []:
             node = by_id.get(report.id) if report.id else None
             name = (node.name if node else None) or report.name or report.id or "unnamed"
-            out.state_set(NODE_STATE, map_state(report.status, STATE_MAP), job, node=name)
+            out.state_set(NODE_STATE, self.state(report.status, STATE_MAP), job, node=name)
             if report.status:
                 out.add(NODE_VENDOR_STATE, 1, job, node=name, vendor_state=snake_case(report.status))
         for node in graph.nodes:
@@ -425,14 +415,18 @@ class InformaticaCollector(TargetCollector):
         if not run_id:
             return None
         cached = self._runs.get(job.job_id)
-        if cached is not None and cached[0] == run_id and (cached[2].endTime is not None or cached[1] == status):
-            return cached[2]
+        if (
+            cached is not None
+            and cached.run_id == run_id
+            and (cached.run.endTime is not None or cached.status == status)
+        ):
+            return cached.run
         try:
             run = self.client.job_run(job.job_id, run_id, ctx.deadline)
         except Exception as exc:  # noqa: BLE001 - deploy details are secondary to the job's state
             ctx.errors.record(exc, f"jobs {job.job_id}", job_id=job.job_id, job_name=job.job_name)
             return None
-        self._runs[job.job_id] = (run_id, status, run)
+        self._runs[job.job_id] = RunDetails(run_id, status, run)
         return run
 
     def _throughput(self, ctx: ScrapeContext, job: JobRef, out: Output) -> None:

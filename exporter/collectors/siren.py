@@ -49,7 +49,6 @@ import base64
 import binascii
 import math
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -61,12 +60,11 @@ import structlog
 from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from exporter import logs
-from exporter.collectors.base import ScrapeContext, TargetCollector
+from exporter.collectors.base import ScrapeContext, SecretSink, TargetCollector
 from exporter.http import Deadline, Upstream, UpstreamError
-from exporter.metrics import JOB_END, JOB_LABELS, JOB_START, JobRef, Output, counter, gauge, map_state, snake_case
+from exporter.metrics import JOB_END, JOB_LABELS, JOB_START, JobRef, Output, counter, gauge, snake_case
 from exporter.parsing import EpochSeconds, Id, Lenient, Number
-from exporter.settings import DiscoverySettings, HttpURL, StrictModel, TargetSettings, secret_env_name
+from exporter.settings import HttpURL, StrictModel, TargetSettings, secret_env_name
 
 PLATFORM = "siren"
 log = structlog.get_logger("exporter.siren")
@@ -122,7 +120,6 @@ class SirenTarget(TargetSettings):
     )
     token_file: Path | None = Field(None, description="File holding the bearer token.")
     jobs: list[SirenJobRef | str] = Field(default_factory=list, description="Job ids (or {id, name}) to watch.")
-    discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
     search_lookback_seconds: float = Field(
         3600.0,
         ge=0,
@@ -153,26 +150,15 @@ class SirenTarget(TargetSettings):
                 {"field": needed, "auth": self.auth, "env": secret_env_name(self.name, needed)},
             )
         if self.auth == "api_key":
-            api_key_header(self._secret_value("api_key"))  # fails fast on a value that is neither form
+            api_key_header(self.secret_value("api_key"))  # fails fast on a value that is neither form
         return self
 
-    def _secret_value(self, field: str) -> str:
+    def secret_value(self, field: str) -> str:
         secret = self.secret(field)
         return "" if secret is None else secret.get_secret_value()
 
     def job_refs(self) -> list[JobRef]:
         return [JobRef(j, j) if isinstance(j, str) else JobRef(j.id, j.name or j.id) for j in self.jobs]
-
-    def authorization(self) -> str | None:
-        """The Authorization header value for the configured scheme (None: send none)."""
-        if self.auth == "basic":
-            raw = f"{self.username}:{self._secret_value('password')}".encode()
-            return "Basic " + base64.b64encode(raw).decode("ascii")
-        if self.auth == "api_key":
-            return "ApiKey " + api_key_header(self._secret_value("api_key"))
-        if self.auth == "bearer":
-            return "Bearer " + self._secret_value("token")
-        return None
 
 
 def api_key_header(value: str) -> str:
@@ -272,6 +258,12 @@ class RunningList:
     skipped: int  # entries that could not be understood
 
 
+@dataclass
+class SearchAnswer:
+    runs: list[Run]
+    total: int | None  # how many runs the log holds for the query; more than `runs` when it was truncated
+
+
 SOURCE_RANK = {"log": 0, "running": 1, "job": 2}
 
 
@@ -351,18 +343,30 @@ class JobNotFoundError(Exception):
 _FOUND_FALSE = re.compile(r'"found"\s*:\s*false')
 
 
+def _authorization(settings: SirenTarget) -> str | None:
+    """The Authorization header value for the configured scheme (None: send none)."""
+    if settings.auth == "basic":
+        raw = f"{settings.username}:{settings.secret_value('password')}".encode()
+        return "Basic " + base64.b64encode(raw).decode("ascii")
+    if settings.auth == "api_key":
+        return "ApiKey " + api_key_header(settings.secret_value("api_key"))
+    if settings.auth == "bearer":
+        return "Bearer " + settings.secret_value("token")
+    return None
+
+
 class SirenClient:
     """The three read calls of the connector job API; the Authorization header goes on every request."""
 
-    def __init__(self, settings: SirenTarget, upstream: Upstream) -> None:
+    def __init__(self, settings: SirenTarget, upstream: Upstream, secrets: SecretSink) -> None:
         self._settings = settings
         self._upstream = upstream
         self._base = f"{settings.base_url}/_siren/connector/jobs"
-        authorization = settings.authorization()
+        authorization = _authorization(settings)
         self._headers = {"Authorization": authorization} if authorization else {}
         if authorization:
             # The encoded header is derived from the secret: mask it in logs as well as the secret itself.
-            logs.REDACTOR.add([authorization.split(" ", 1)[1]])
+            secrets.put("authorization", authorization.split(" ", 1)[1])
 
     def _get(self, url: str, endpoint: str, deadline: Deadline, params: Mapping[str, Any] | None = None) -> Any:
         return self._upstream.get_json(url, endpoint=endpoint, deadline=deadline, headers=self._headers, params=params)
@@ -390,7 +394,7 @@ class SirenClient:
             return run.status
         return parsed.status if parsed.status.id else parsed.status.model_copy(update={"id": job_id})
 
-    def search(self, start_time_from_ms: int, deadline: Deadline) -> tuple[list[Run], int | None]:
+    def search(self, start_time_from_ms: int, deadline: Deadline) -> SearchAnswer:
         """Runs in the job log that started at or after the given time, and the log's total count."""
         params = {"type": self._settings.job_type, "start_time_from": start_time_from_ms}
         document = self._get(f"{self._base}/_search", "jobs_search", deadline, params)
@@ -400,7 +404,7 @@ class SirenClient:
             run = _entry_run(hit.model_dump(by_alias=True), self._settings.job_type, None, "log")
             if run is not None:
                 runs.append(run)
-        return runs, result.total()
+        return SearchAnswer(runs, result.total())
 
 
 # --- collector -------------------------------------------------------------------------------------------
@@ -422,53 +426,27 @@ def newest(runs: list[Run]) -> Run | None:
     return max(described, key=key) if described else None
 
 
-class SirenCollector(TargetCollector):
+class SirenCollector(TargetCollector[SirenTarget]):
     """State, processed records, start/end, errors and last success of Siren Federate connector jobs."""
 
-    platform: ClassVar[str] = PLATFORM
-    settings_model: ClassVar[type[TargetSettings]] = SirenTarget
     families = (RECORDS, ERROR_MESSAGES, ABORTING, LAST_SUCCESS)
 
-    def __init__(self, settings: TargetSettings, upstream: Upstream) -> None:
-        super().__init__(settings, upstream)
-        assert isinstance(settings, SirenTarget)
-        self.config = settings
-        self.client = SirenClient(settings, upstream)
-        self._configured = {job.job_id: job for job in settings.job_refs()}
-        self._lock = threading.Lock()
-        self._discovered: dict[str, JobRef] = {}
-        self._last_success: dict[str, float] = {}
-        self._warned: set[str] = set()
+    def __init__(self, settings: SirenTarget, upstream: Upstream, secrets: SecretSink) -> None:
+        super().__init__(settings, upstream, secrets)
+        self.client = SirenClient(settings, upstream, secrets)
+        self._last_success: dict[str, float] = self.jobs.memory()
         self.clock: Callable[[], float] = time.time
 
-    @classmethod
-    def demo_target(
-        cls, name: str, url: str, credentials: dict[str, str], jobs: list[dict[str, str]]
-    ) -> tuple[dict[str, Any], dict[str, str]]:
-        target: dict[str, Any] = {
-            "name": name,
-            "platform": PLATFORM,
-            "base_url": url,
-            "auth": "basic",
-            "username": credentials["username"],
-            "jobs": [job["id"] for job in jobs[:2]],
-            "discovery": {"enabled": True, "interval_seconds": 60},
-            "search_lookback_seconds": 86400,
-        }
-        return target, {"password": credentials["password"]}
-
-    def known_jobs(self) -> list[JobRef]:
-        with self._lock:
-            discovered = [job for job_id, job in self._discovered.items() if job_id not in self._configured]
-        return [*self._configured.values(), *discovered]
+    def configured_jobs(self) -> list[JobRef]:
+        return self.settings.job_refs()
 
     def collect(self, ctx: ScrapeContext, out: Output) -> None:
         now = self.clock()
-        calls: list[tuple[str, Callable[[], object]]] = []
-        if self.config.discovery.enabled:
+        calls: list[tuple[str, Callable[[], RunningList | SearchAnswer]]] = []
+        if self.settings.discovery.enabled:
             calls.append(("running jobs", lambda: self.client.running(ctx.deadline)))
-        if self.config.search_lookback_seconds > 0:
-            since_ms = int((now - self.config.search_lookback_seconds) * 1000)
+        if self.settings.search_lookback_seconds > 0:
+            since_ms = int((now - self.settings.search_lookback_seconds) * 1000)
             calls.append(("job log", lambda: self.client.search(since_ms, ctx.deadline)))
         runs: list[Run] = []
         for (subject, _call), result in zip(calls, ctx.map(calls, lambda item: item[1]()), strict=True):
@@ -479,17 +457,14 @@ class SirenCollector(TargetCollector):
         by_job: dict[str, list[Run]] = {}
         for run in runs:
             by_job.setdefault(run.job_id, []).append(run)
+        self.jobs.offer([JobRef(job_id, job_id) for job_id in by_job], complete=False)
+        for run in runs:
             self._note_success(run)
-        if self.config.discovery.enabled:
-            with self._lock:
-                for job_id in by_job:
-                    if job_id not in self._configured and self.config.discovery.wants(job_id):
-                        self._discovered.setdefault(job_id, JobRef(job_id, job_id))
         ctx.each_job(
             self.known_jobs(), out, lambda job, buf: self._read(ctx, job, by_job.get(job.job_id, []), now, buf)
         )
 
-    def _accept(self, ctx: ScrapeContext, result: object) -> list[Run]:
+    def _accept(self, ctx: ScrapeContext, result: RunningList | SearchAnswer) -> list[Run]:
         """Runs from the running list or the job log; partial answers are used and counted as invalid."""
         if isinstance(result, RunningList):
             if result.skipped:
@@ -498,22 +473,19 @@ class SirenCollector(TargetCollector):
                     "running jobs",
                 )
             return result.runs
-        assert isinstance(result, tuple)
-        found, total = result
-        if total is not None and total > len(found):
-            self._warn_once(
+        if result.total is not None and result.total > len(result.runs):
+            self.notices.once(
                 "search-truncated",
                 "job log holds more runs than it returned; shorten search_lookback_seconds",
-                total=total,
-                returned=len(found),
+                total=result.total,
+                returned=len(result.runs),
             )
-        runs: list[Run] = found
-        return runs
+        return result.runs
 
     def _read(self, ctx: ScrapeContext, job: JobRef, runs: list[Run], now: float, out: Output) -> None:
         listed = bool(runs)  # named by the running list or the job log in this collection
         # Configured jobs always ask the job endpoint; others only when no answer described their run.
-        if job.job_id in self._configured or newest(runs) is None or any(r.status is None for r in runs):
+        if self.jobs.is_configured(job.job_id) or newest(runs) is None or any(r.status is None for r in runs):
             try:
                 status = self.client.job(job.job_id, ctx.deadline)
                 runs = [*runs, Run(job.job_id, status, "job")]
@@ -525,47 +497,40 @@ class SirenCollector(TargetCollector):
             self._not_found(job, out)
             return
         status = chosen.status
-        out.job_state(job, map_state(status.state, STATE_MAP), status.state or "none")
+        state = self.state(status.state, STATE_MAP)
+        out.job_state(job, state, status.state or "none")
         out.add_optional(RECORDS, status.count, job)
         out.add_optional(JOB_START, status.start_time, job)
         out.add_optional(JOB_END, status.end_time, job)
         out.add(ERROR_MESSAGES, len(status.error or []), job)
-        out.add(ABORTING, 1.0 if status.is_aborting or map_state(status.state, STATE_MAP) == "stopping" else 0.0, job)
-        with self._lock:
-            out.add_optional(LAST_SUCCESS, self._last_success.get(job.job_id), job)
+        out.add(ABORTING, 1.0 if status.is_aborting or state == "stopping" else 0.0, job)
+        out.add_optional(LAST_SUCCESS, self._last_success.get(job.job_id), job)
         if not listed:
             self._expire(job, status, now)
 
     def _not_found(self, job: JobRef, out: Output) -> None:
-        if job.job_id in self._configured:
-            self._warn_once(
+        if self.jobs.is_configured(job.job_id):
+            self.notices.once(
                 f"not-found {job.job_id}", "the upstream knows no run of this configured job", job_id=job.job_id
             )
             out.job_state(job, "unknown", NOT_FOUND)
             return
-        with self._lock:
-            self._discovered.pop(job.job_id, None)  # gone upstream: stop reporting it
+        self.jobs.forget(job.job_id)  # gone upstream: stop reporting it
 
     def _expire(self, job: JobRef, status: JobStatus, now: float) -> None:
         """Drop a discovered job that neither list named any more once its newest run ended before the window."""
-        if job.job_id in self._configured or status.is_running or status.end_time is None:
+        if status.is_running or status.end_time is None:
             return
-        window = max(self.config.search_lookback_seconds, self.config.discovery.interval_seconds)
+        window = max(self.settings.search_lookback_seconds, self.settings.discovery.interval_seconds)
         if status.end_time < now - window:
-            with self._lock:
-                self._discovered.pop(job.job_id, None)
+            self.jobs.forget(job.job_id)
 
     def _note_success(self, run: Run) -> None:
+        """Remember the end of the job's newest successful run, for the jobs watched only."""
         status = run.status
-        if status is None or status.end_time is None or map_state(status.state, STATE_MAP) != "succeeded":
+        if status is None or status.end_time is None or not self.jobs.is_known(run.job_id):
             return
-        with self._lock:
-            if status.end_time > self._last_success.get(run.job_id, 0.0):
-                self._last_success[run.job_id] = status.end_time
-
-    def _warn_once(self, key: str, message: str, **fields: Any) -> None:
-        with self._lock:
-            if key in self._warned:
-                return
-            self._warned.add(key)
-        log.warning(message, platform=PLATFORM, target=self.config.name, **fields)
+        if STATE_MAP.get(snake_case(status.state or "")) != "succeeded":
+            return
+        if status.end_time > self._last_success.get(run.job_id, 0.0):
+            self._last_success[run.job_id] = status.end_time

@@ -23,11 +23,11 @@ import pytest
 import requests
 import yaml
 
-from exporter.collectors import COLLECTORS
-from exporter.settings import secret_env_name
-from exporter.simulator.platforms import PLATFORMS as SIMULATED
 from tests.e2e.stack import Processes, Prometheus, Webhook, binary, free_port, labels_match, wait_for
+from tests.helpers import SIMULATED
 from tests.test_grafana import panel_queries
+
+INFORMATICA_TARGET = "sim-informatica"  # the name the simulator's --config-out gives its Informatica target
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -70,8 +70,9 @@ class Stack:
             process.check_alive()
 
 
-def start_simulator(processes: Processes, platforms: list[str]) -> tuple[str, dict[str, Any]]:
-    credentials = processes.workdir / "credentials.json"
+def start_simulator(processes: Processes, platforms: list[str]) -> tuple[str, Path]:
+    """The simulator as a process of its own, and the exporter configuration it wrote for itself."""
+    config = processes.workdir / "simulator-config.yml"
     process = processes.start(
         "simulator",
         [
@@ -86,8 +87,8 @@ def start_simulator(processes: Processes, platforms: list[str]) -> tuple[str, di
             "3600",
             "--platforms",
             ",".join(platforms),
-            "--credentials-out",
-            str(credentials),
+            "--config-out",
+            str(config),
         ],
         env={"PYTHONPATH": str(ROOT)},
     )
@@ -98,25 +99,14 @@ def start_simulator(processes: Processes, platforms: list[str]) -> tuple[str, di
         return found.group(1) if found else None
 
     url = wait_for("the simulator", started, timeout=20)
-    return url, json.loads(credentials.read_text())
+    return url, config
 
 
-def start_exporter(
-    processes: Processes,
-    simulator: str,
-    credentials: dict[str, Any],
-    jobs: dict[str, list[dict[str, str]]],
-    platforms: list[str],
-) -> str:
-    targets = []
-    env = {"PYTHONPATH": str(ROOT)}
-    for platform in platforms:
-        name = f"e2e-{platform}"
-        target, secrets = COLLECTORS[platform].demo_target(name, simulator, credentials[platform], jobs[platform])
-        targets.append(target)
-        env.update({secret_env_name(name, field): value for field, value in secrets.items()})
+def start_exporter(processes: Processes, simulator_config: Path) -> str:
+    document = yaml.safe_load(simulator_config.read_text())
     config = processes.workdir / "exporter.yml"
-    config.write_text(yaml.safe_dump({"scrape_budget_seconds": 1.5, "targets": targets}))
+    config.write_text(yaml.safe_dump({**document, "scrape_budget_seconds": 1.5}))
+    env = {"PYTHONPATH": str(ROOT)}
     port = free_port()
     process = processes.start(
         "exporter",
@@ -209,15 +199,15 @@ def start_prometheus(processes: Processes, exporter: str, alertmanager: str) -> 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    platforms = [name for name in COLLECTORS if name in SIMULATED]
+    platforms = list(SIMULATED)
     assert "informatica" in platforms
     processes = Processes(tmp_path_factory.mktemp("stack"))
     webhook = Webhook()
     webhook.start()
     try:
-        simulator, credentials = start_simulator(processes, platforms)
+        simulator, simulator_config = start_simulator(processes, platforms)
         jobs = requests.get(f"{simulator}/_sim/jobs", timeout=5).json()
-        exporter = start_exporter(processes, simulator, credentials, jobs, platforms)
+        exporter = start_exporter(processes, simulator_config)
         alertmanager = start_alertmanager(processes, webhook)
         prometheus = start_prometheus(processes, exporter, alertmanager)
 
@@ -256,7 +246,7 @@ def test_failed_job_pages_and_resolves(stack: Stack) -> None:
     labels = {
         "alertname": "IngestionJobFailed",
         "platform": "informatica",
-        "target": "e2e-informatica",
+        "target": INFORMATICA_TARGET,
         "job_id": job["id"],
         "job_name": job["name"],
         "severity": "critical",
@@ -272,7 +262,7 @@ def test_failed_job_pages_and_resolves(stack: Stack) -> None:
     )
     assert fired["annotations"] == {
         "summary": f"Ingestion job {job['name']} on informatica failed.",
-        "description": f"Job {job['name']} ({job['id']}) on informatica target e2e-informatica has been in the "
+        "description": f"Job {job['name']} ({job['id']}) on informatica target {INFORMATICA_TARGET} has been in the "
         "failed state for more than 2s.",
         "runbook_url": f"{generate.THRESHOLDS['runbook_url'].default}#ingestionjobfailed",
     }
@@ -319,7 +309,7 @@ def test_every_dashboard_query_returns_data(stack: Stack) -> None:
 
 
 def test_unreachable_target_pages_once_and_inhibits_its_job_alerts(stack: Stack) -> None:
-    target = {"platform": "informatica", "target": "e2e-informatica"}
+    target = {"platform": "informatica", "target": INFORMATICA_TARGET}
     since = stack.webhook.mark()
     answer = requests.post(
         f"{stack.simulator}/_sim/faults", json={"kind": "refuse", "platform": "informatica"}, timeout=5
@@ -333,7 +323,7 @@ def test_unreachable_target_pages_once_and_inhibits_its_job_alerts(stack: Stack)
             ),
             timeout=60,
         )
-        assert page["annotations"]["summary"] == "The exporter cannot read informatica target e2e-informatica."
+        assert page["annotations"]["summary"] == f"The exporter cannot read informatica target {INFORMATICA_TARGET}."
 
         jobs = {job["id"] for job in stack.jobs["informatica"]}
 

@@ -1,0 +1,96 @@
+"""The composition root: settings -> runners -> the HTTP app, and where a configuration comes from.
+
+Everything one exporter process shares is made here once: its own metrics registry, the telemetry on it and
+the exposition. A configuration becomes runners (one per target, each with its collector, HTTP session, error
+tracker and secret sink); a reload builds new runners the same way and swaps them in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import structlog
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+
+from exporter.collectors import COLLECTORS, platform_families, target_models
+from exporter.collectors.base import ErrorTracker, SecretSink
+from exporter.exposition import Exposition
+from exporter.http import Upstream
+from exporter.metrics import all_families
+from exporter.scrape import Runners, TargetRunner
+from exporter.server import ExporterApp
+from exporter.settings import ConfigError, RootSettings, TargetSettings, load_settings, settings_model
+from exporter.telemetry import Telemetry
+
+if TYPE_CHECKING:
+    from exporter.demo import Demo
+
+log = structlog.get_logger("exporter")
+
+
+def root_model() -> type[RootSettings]:
+    """The settings model of every registered platform."""
+    return settings_model(target_models())
+
+
+def load(model: type[RootSettings], path: Path | None) -> RootSettings:
+    """The configuration file's settings (with the environment's overrides), or a ConfigError."""
+    settings = load_settings(model, path)
+    if not settings.all_targets():
+        raise ConfigError(["targets: no targets configured; give --config.file FILE (or try --demo)"])
+    return settings
+
+
+def demo() -> Demo:
+    """`--demo`: the simulator on loopback and a configuration file with a target on each platform it serves."""
+    from exporter.demo import Demo  # imported only for --demo: a deployment never loads the simulator
+
+    return Demo.start(list(COLLECTORS))
+
+
+class Exporter:
+    """One exporter: its own metrics, the HTTP app, and the runners of the configuration in force."""
+
+    def __init__(
+        self, settings: RootSettings, sinks: Callable[[], SecretSink], telemetry_path: str = "/metrics"
+    ) -> None:
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self.telemetry = Telemetry(self.registry)
+        self._sinks = sinks
+        exposition = Exposition(all_families(platform_families()))
+        self.app = ExporterApp(self.build(settings), exposition, self.registry, telemetry_path)
+
+    def build(self, settings: RootSettings) -> Runners:
+        """A runner per configured target, each with its collector, HTTP session, error tracker and secret sink.
+
+        Should a target fail to build, those built before it are closed again (their secrets leave the redactor).
+        """
+        runners = Runners([])
+        try:
+            for target in settings.all_targets():
+                runners.add(self._runner(settings, target))
+        except Exception:
+            runners.close()
+            raise
+        return runners
+
+    def _runner(self, settings: RootSettings, target: TargetSettings) -> TargetRunner:
+        platform = target.platform
+        collector = COLLECTORS[platform](target, Upstream(platform, target, self.telemetry), self._sinks())
+        self.telemetry.start_target(platform, target.name)
+        if target.tls.insecure_skip_verify:
+            log.warning("TLS verification is off for this target", target=target.name, platform=platform)
+        return TargetRunner(
+            collector,
+            ErrorTracker(platform, target.name, self.telemetry),
+            settings.scrape_budget_seconds,
+            settings.min_interval_seconds,
+            settings.state_series,
+        )
+
+    def close(self) -> None:
+        self.app.runners.close()
