@@ -476,3 +476,45 @@ def test_refused_signature_then_recovery_after_the_cool_down(monkeypatch: pytest
         credentials = sim.credentials["cloudstream"]
     assert len(job_states(recovered)) == 4 and "unknown" not in job_states(recovered).values()
     assert credentials["access_key_id"] not in body and credentials["secret_access_key"] not in body
+
+
+def test_discovered_jobs_follow_the_list_a_deleted_one_leaves_without_an_error() -> None:
+    answers = [
+        cs_list([listed(0, "kafka_to_dws"), listed(5, "clicks"), listed(6, "orders")]),
+        cs_list([listed(0, "kafka_to_dws"), listed(6, "orders"), listed(7, "new")]),
+    ]
+    with rm.Mocker() as m:
+        m.get(re.compile(f"{CS_JOBS}\\?"), [{"json": answer} for answer in answers])
+        m.post(f"{CS_JOBS}/metrics", json={"payload": {"jobs": []}})
+        app = make_app(make_settings([target(discovery={"enabled": True})]))
+        first, second = parse(probe(app)), parse(probe(app))
+    assert {dict(labels)["job_id"] for name, labels in first if name == "ingestion_job_state"} == {"0", "5", "6"}
+    assert {dict(labels)["job_id"] for name, labels in second if name == "ingestion_job_state"} == {"0", "6", "7"}
+    assert current_state(second, job_id="7", job_name="new") == "running"
+    assert value(second, "ingestion_scrape_success") == 1 and value(second, "ingestion_jobs_discovered") == 3
+
+
+def test_a_list_that_stops_short_of_its_total_removes_no_job() -> None:
+    short = cs_list([listed(0, "kafka_to_dws"), listed(6, "orders")])
+    short["payload"]["total"] = 3  # the API announced three, then repeated its page
+    with rm.Mocker() as m:
+        m.get(
+            re.compile(f"{CS_JOBS}\\?"),
+            [{"json": cs_list([listed(0, "kafka_to_dws"), listed(5, "clicks"), listed(6, "orders")])}]
+            + [{"json": short}] * 3,
+        )
+        m.post(f"{CS_JOBS}/metrics", json={"payload": {"jobs": []}})
+        app = make_app(make_settings([target(discovery={"enabled": True})]))
+        probe(app)
+        samples = parse(probe(app))
+    assert value(samples, "ingestion_jobs_discovered") == 3
+    assert current_state(samples, job_id="5", job_name="clicks") == "unknown"
+
+
+def test_an_answer_without_a_job_list_is_invalid_not_empty() -> None:
+    with rm.Mocker() as m:
+        m.get(re.compile(f"{CS_JOBS}\\?"), json={"message_id": "CS.10001"})
+        m.post(f"{CS_JOBS}/metrics", json={"payload": {"jobs": []}})
+        samples = parse(get(make_app(make_settings([target()])), "/metrics")[1])
+    assert current_state(samples, job_id="0") == "unknown"
+    assert value(samples, "ingestion_scrape_errors_total", reason="invalid_response") == 1

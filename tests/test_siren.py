@@ -770,3 +770,21 @@ def test_running_list_envelope_fields_are_not_jobs() -> None:
     mapped = parse_running({"postgres-events": "running", "type": "ingestion"}, "ingestion")
     assert [run.job_id for run in mapped.runs] == ["postgres-events"]
     assert mapped.skipped == 1
+
+
+def test_only_watched_jobs_are_remembered_and_a_job_gone_upstream_takes_its_memory_along() -> None:
+    runs = [hit(f"job-{n}", "successful", 1_700_000_000_000 + n, 1_700_000_060_000 + n) for n in range(40)]
+    with rm.Mocker() as m:
+        m.get(f"{JOBS}/ingestion", json=[])
+        m.get(SEARCH, json={"hits": {"total": len(runs), "hits": runs}})
+        app = make_app(make_settings([target(jobs=[], discovery={"enabled": True, "include": ["^job-1"]})]))
+        collector = next(iter(app.runners.by_name.values())).collector
+        samples = parse(probe(app))
+        watched = {f"job-{n}" for n in range(40) if f"job-{n}".startswith("job-1")}
+        assert {job.job_id for job in collector.known_jobs()} == watched
+        assert collector.jobs.footprint()["memory"] == len(watched)  # the log's other runs are not kept
+        assert value(samples, "ingestion_job_last_success_timestamp_seconds", job_id="job-10") == 1_700_000_060.01
+        m.get(SEARCH, json=empty_search())
+        m.get(re.compile(re.escape(f"{JOBS}/ingestion/")), status_code=404, json={"found": False})
+        probe(app)
+    assert collector.known_jobs() == [] and collector.jobs.footprint()["memory"] == 0
