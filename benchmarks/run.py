@@ -35,6 +35,9 @@ from typing import Any
 import requests
 import yaml
 
+from exporter.simulator.process import announced
+from exporter.simulator.process import command as simulator_command
+
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 DISCOVERY_SECONDS = 3600.0  # longer than a size's run: discovery costs the first scrape only
 SIREN_CONFIGURED = 2
@@ -82,32 +85,20 @@ def simulator(jobs: int, latency_ms: float, workdir: Path) -> Iterator[tuple[sub
     """The simulator as a process of its own: (process, url, credentials, the exporter configuration it wrote)."""
     credentials = workdir / "credentials.json"
     process = subprocess.Popen(  # noqa: S603 - this interpreter and fixed arguments
-        [
-            sys.executable,
-            "-m",
-            "exporter.simulator",
-            "--listen",
-            "127.0.0.1:0",
-            "--jobs",
-            str(jobs),
-            "--latency-ms",
-            str(latency_ms),
-            "--transition-seconds",
-            "30",
-            "--job-log-seconds",
-            str(JOB_LOG_SECONDS),
-            "--credentials-out",
-            str(credentials),
-            "--config-out",
-            str(workdir / "simulator-config.yml"),
-        ],
+        simulator_command(
+            jobs=jobs,
+            latency_ms=latency_ms,
+            transition_seconds=30,
+            job_log_seconds=JOB_LOG_SECONDS,
+            credentials_out=credentials,
+            config_out=workdir / "simulator-config.yml",
+        ),
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,
     )
     try:
-        line = _first_line(process, "url=")
-        url = line.split()[0].removeprefix("url=")
+        url = announced(_first_line(process, "url="))["url"]
         config = yaml.safe_load((workdir / "simulator-config.yml").read_text())
         yield process, url, json.loads(credentials.read_text()), config
     finally:

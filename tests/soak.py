@@ -36,6 +36,7 @@ import yaml
 
 from exporter import logs
 from exporter.server import ExporterApp
+from exporter.simulator.process import announced, command
 from tests.helpers import SIMULATED, get, make_app, make_settings
 
 BUDGET = 1.0
@@ -152,31 +153,17 @@ def simulator(seed: int) -> Iterator[tuple[str, dict[str, Any]]]:
     with tempfile.TemporaryDirectory() as directory:
         config = Path(directory) / "exporter.yml"
         child = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "exporter.simulator",
-                "--listen",
-                "127.0.0.1:0",
-                "--jobs",
-                "4",
-                "--transition-seconds",
-                "5",
-                "--random-seed",
-                str(seed),
-                "--config-out",
-                str(config),
-            ],
+            command(jobs=4, transition_seconds=5, random_seed=seed, config_out=config),
             stdout=subprocess.PIPE,
             text=True,
         )
         try:
             assert child.stdout is not None
             line = child.stdout.readline()
-            url = re.search(r"url=(\S+)", line)
+            url = announced(line).get("url")
             if url is None:
                 raise RuntimeError(f"the simulator did not start: {line!r}")
-            yield url.group(1), yaml.safe_load(config.read_text())
+            yield url, yaml.safe_load(config.read_text())
         finally:
             child.terminate()
             child.wait(timeout=10)

@@ -8,7 +8,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +19,8 @@ import requests
 
 from exporter.simulator import FaultRule, Simulator, SimulatorOptions
 from exporter.simulator.platforms import PLATFORMS
+from exporter.simulator.process import announced
+from exporter.simulator.process import command as simulator_command
 
 INFA = "informatica"
 SISVC = "/sisvc/monitor/v1"
@@ -626,24 +627,11 @@ def test_options_are_checked() -> None:
 
 def test_standalone_command_prints_its_url_writes_credentials_and_exits_0_on_sigterm(tmp_path: Path) -> None:
     credentials = tmp_path / "credentials.json"
-    command = [
-        sys.executable,
-        "-m",
-        "exporter.simulator",
-        "--listen",
-        "127.0.0.1:0",
-        "--jobs",
-        "2",
-        "--platforms",
-        INFA,
-        "--credentials-out",
-        str(credentials),
-    ]
+    command = simulator_command(jobs=2, platforms=INFA, credentials_out=credentials)
     environment = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=environment) as process:
         assert process.stdout is not None
-        line = process.stdout.readline().split()
-        fields = dict(part.split("=", 1) for part in line)
+        fields = announced(process.stdout.readline())
         assert fields["platforms"] == INFA and fields["credentials"] == str(credentials)
         assert credentials.stat().st_mode & 0o777 == 0o600
         secret = json.loads(credentials.read_text())[INFA]

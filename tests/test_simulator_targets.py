@@ -18,7 +18,10 @@ import yaml
 from exporter.simulator import Simulator, SimulatorOptions
 from exporter.simulator.__main__ import main
 from exporter.simulator.platforms import PLATFORMS
+from exporter.simulator.process import announced
+from exporter.simulator.process import command as simulator_command
 from exporter.simulator.targets import simulated_config, simulated_target
+from tests.vendors import iam_body
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,52 +44,40 @@ def test_each_platform_target_has_its_settings_and_its_secrets_in_files(sim: Sim
     }
     infa, siren, dataarts, cloudstream = (credentials[name] for name in PLATFORMS)
     discovery = {"enabled": True, "interval_seconds": 60}
-    assert targets["informatica"] == {
-        "name": "t-informatica",
-        "platform": "informatica",
-        "login_url": url,
-        "username": infa["username"],
-        "dataflows": [job["id"] for job in jobs["informatica"]],
-        "password_file": str(tmp_path / "t-informatica.password"),
-    }
-    assert targets["siren"] == {
-        "name": "t-siren",
-        "platform": "siren",
-        "base_url": url,
-        "auth": "basic",
-        "username": siren["username"],
-        "jobs": [job["id"] for job in jobs["siren"][:2]],
-        "discovery": discovery,
-        "search_lookback_seconds": 86400,
-        "password_file": str(tmp_path / "t-siren.password"),
-    }
-    assert targets["dataarts"] == {
-        "name": "t-dataarts",
-        "platform": "dataarts",
-        "endpoint": url,
-        "project_id": dataarts["project_id"],
-        "auth": {
-            "type": "token",
-            "iam_url": f"{url}/iam/dataarts",
-            "domain": dataarts["domain"],
-            "username": dataarts["username"],
-            "project_name": dataarts["project_name"],
+
+    def named(platform: str, secret: str = "password") -> dict[str, Any]:
+        path = tmp_path / f"t-{platform}.{secret}"
+        return {"name": f"t-{platform}", "platform": platform, f"{secret}_file": str(path)}
+
+    huawei = {"endpoint": url, "jobs": [], "discovery": discovery}
+    token = {"type": "token", "iam_url": f"{url}/iam/dataarts", "domain": dataarts["domain"]}
+    token.update(username=dataarts["username"], project_name=dataarts["project_name"])
+    expected = {
+        "informatica": {
+            **named("informatica"),
+            "login_url": url,
+            "username": infa["username"],
+            "dataflows": [job["id"] for job in jobs["informatica"]],
         },
-        "jobs": [],
-        "discovery": discovery,
-        "password_file": str(tmp_path / "t-dataarts.password"),
+        "siren": {
+            **named("siren"),
+            "base_url": url,
+            "auth": "basic",
+            "username": siren["username"],
+            "jobs": [job["id"] for job in jobs["siren"][:2]],
+            "discovery": discovery,
+            "search_lookback_seconds": 86400,
+        },
+        "dataarts": {**named("dataarts"), **huawei, "project_id": dataarts["project_id"], "auth": token},
+        "cloudstream": {
+            **named("cloudstream", "secret_access_key"),
+            **huawei,
+            "project_id": cloudstream["project_id"],
+            "auth": {"type": "aksk", "access_key_id": cloudstream["access_key_id"]},
+            "batch_size": 4,
+        },
     }
-    assert targets["cloudstream"] == {
-        "name": "t-cloudstream",
-        "platform": "cloudstream",
-        "endpoint": url,
-        "project_id": cloudstream["project_id"],
-        "auth": {"type": "aksk", "access_key_id": cloudstream["access_key_id"]},
-        "jobs": [],
-        "discovery": discovery,
-        "batch_size": 4,
-        "secret_access_key_file": str(tmp_path / "t-cloudstream.secret_access_key"),
-    }
+    assert targets == expected
     assert {path.name: private(path) for path in tmp_path.iterdir()} == {
         "t-informatica.password": infa["password"],
         "t-siren.password": siren["password"],
@@ -117,28 +108,14 @@ def test_simulated_config_has_one_target_per_served_platform(tmp_path: Path) -> 
 
 def test_standalone_command_writes_an_exporter_config_before_it_prints_its_line(tmp_path: Path) -> None:
     config_path = tmp_path / "exporter.yaml"
-    command = [
-        sys.executable,
-        "-m",
-        "exporter.simulator",
-        "--listen",
-        "127.0.0.1:0",
-        "--jobs",
-        "2",
-        "--churn-seconds",
-        "60",
-        "--job-log-seconds",
-        "600",
-        "--token-seconds",
-        "300",
-        "--config-out",
-        str(config_path),
-    ]
+    command = simulator_command(
+        jobs=2, churn_seconds=60, job_log_seconds=600, token_seconds=300, config_out=config_path
+    )
     environment = {**os.environ, "PYTHONPATH": str(ROOT)}
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=environment) as process:
         try:
             assert process.stdout is not None
-            fields = dict(part.split("=", 1) for part in process.stdout.readline().split())
+            fields = announced(process.stdout.readline())
             assert fields["config"] == str(config_path) and fields["platforms"] == ",".join(PLATFORMS)
             config = yaml.safe_load(private(config_path))
             targets = {target["platform"]: target for target in config["targets"]}
@@ -148,13 +125,8 @@ def test_standalone_command_writes_an_exporter_config_before_it_prints_its_line(
                 Path(value) for target in targets.values() for key, value in target.items() if key.endswith("_file")
             ]
             assert len(files) == 4 and all(path.parent == tmp_path and private(path) for path in files)
-            checked = subprocess.run(
-                [sys.executable, "-m", "exporter", "--check-config", "--config.file", str(config_path)],
-                capture_output=True,
-                text=True,
-                env=environment,
-                timeout=30,
-            )
+            check = [sys.executable, "-m", "exporter", "--check-config", "--config.file", str(config_path)]
+            checked = subprocess.run(check, capture_output=True, text=True, env=environment, timeout=30)
             assert checked.returncode == 0, checked.stderr
             url, jobs = fields["url"], requests.get(f"{fields['url']}/_sim/jobs", timeout=5).json()
             requests.post(f"{url}/_sim/clock", json={"advance": 60}, timeout=5)
@@ -169,17 +141,8 @@ def test_standalone_command_writes_an_exporter_config_before_it_prints_its_line(
 def token_lifetime(target: dict[str, Any]) -> float:
     """Seconds from issue to expiry of an IAM token got with the target's settings and secret file."""
     auth = target["auth"]
-    user = {
-        "name": auth["username"],
-        "password": Path(target["password_file"]).read_text(),
-        "domain": {"name": auth["domain"]},
-    }
-    body = {
-        "auth": {
-            "identity": {"methods": ["password"], "password": {"user": user}},
-            "scope": {"project": {"name": auth["project_name"]}},
-        }
-    }
+    password = Path(target["password_file"]).read_text()
+    body = iam_body(auth["domain"], auth["username"], password, auth["project_name"])
     token = requests.post(f"{auth['iam_url']}/v3/auth/tokens", json=body, timeout=5).json()["token"]
     issued, expires = (datetime.strptime(token[key], "%Y-%m-%dT%H:%M:%S.%fZ") for key in ("issued_at", "expires_at"))
     return (expires - issued).total_seconds()

@@ -51,23 +51,18 @@ def informatica_status(sim: Simulator, session: str, flow: str) -> requests.Resp
     return requests.get(f"{sim.url}{SISVC}/status/dataflows/{flow}", headers={"IDS-SESSION-ID": session}, timeout=5)
 
 
+def iam_body(domain: str, username: str, password: str, project_name: str) -> dict[str, Any]:
+    """IAM's password login document, scoped to a project by name."""
+    user = {"name": username, "password": password, "domain": {"name": domain}}
+    identity = {"methods": ["password"], "password": {"user": user}}
+    return {"auth": {"identity": identity, "scope": {"project": {"name": project_name}}}}
+
+
 def iam_login(sim: Simulator, platform: str, password: str | None = None) -> requests.Response:
     credentials = sim.credentials[platform]
-    body = {
-        "auth": {
-            "identity": {
-                "methods": ["password"],
-                "password": {
-                    "user": {
-                        "name": credentials["username"],
-                        "password": password or credentials["password"],
-                        "domain": {"name": credentials["domain"]},
-                    }
-                },
-            },
-            "scope": {"project": {"name": credentials["project_name"]}},
-        }
-    }
+    body = iam_body(
+        credentials["domain"], credentials["username"], password or credentials["password"], credentials["project_name"]
+    )
     return requests.post(f"{credentials['iam_url']}/v3/auth/tokens", json=body, timeout=5)
 
 

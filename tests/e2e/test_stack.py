@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import re
 import sys
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ import pytest
 import requests
 import yaml
 
+from exporter.simulator.process import announced, command
 from tests.e2e.stack import Processes, Prometheus, Webhook, binary, free_port, labels_match, wait_for
 from tests.helpers import SIMULATED
 from tests.test_grafana import panel_queries
@@ -75,28 +75,13 @@ def start_simulator(processes: Processes, platforms: list[str]) -> tuple[str, Pa
     config = processes.workdir / "simulator-config.yml"
     process = processes.start(
         "simulator",
-        [
-            sys.executable,
-            "-m",
-            "exporter.simulator",
-            "--listen",
-            "127.0.0.1:0",
-            "--jobs",
-            "4",
-            "--transition-seconds",
-            "3600",
-            "--platforms",
-            ",".join(platforms),
-            "--config-out",
-            str(config),
-        ],
+        command(jobs=4, transition_seconds=3600, platforms=",".join(platforms), config_out=config),
         env={"PYTHONPATH": str(ROOT)},
     )
 
     def started() -> str | None:
         process.check_alive()
-        found = re.search(r"url=(\S+)", process.output())
-        return found.group(1) if found else None
+        return announced(process.output()).get("url")
 
     url = wait_for("the simulator", started, timeout=20)
     return url, config
