@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import io
 import json
 from typing import Any
 
-import pytest
 from prometheus_client import CollectorRegistry
 
 from exporter import logs
@@ -17,6 +15,7 @@ from exporter.metrics import JobRef
 from exporter.settings import DiscoverySettings, platform_of
 from exporter.telemetry import ERROR_REASONS, Telemetry
 from exporter.workers import DaemonPool
+from tests.conftest import Logged
 
 
 def context() -> ScrapeContext:
@@ -111,18 +110,15 @@ def test_churn_of_many_job_ids_keeps_the_directory_at_the_live_size() -> None:
     assert jobs.footprint() == {"configured": 0, "discovered": 50, "names": 50, "memory": 50}
 
 
-def test_notices_are_logged_once_and_their_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    stream = io.StringIO()
-    logs.configure(logs.Redactor(), "info", "json", stream)
+def test_notices_are_logged_once_and_their_memory_is_bounded(logged: Logged) -> None:
     notices = Notices("siren", "es", limit=10)
     for _ in range(3):
         notices.once("k", "something odd", detail="d")
-    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    lines = [json.loads(line) for line in logged.text().splitlines()]
     assert [(line["event"], line["target"], line["detail"]) for line in lines] == [("something odd", "es", "d")]
     for n in range(1000):
         notices.once(f"value {n}", "another value")
     assert len(notices._seen) <= 10
-    logs.configure(logs.Redactor(), "info", "json")
 
 
 def test_a_sink_slot_keeps_one_value_and_a_closed_sink_leaves_the_redactor() -> None:

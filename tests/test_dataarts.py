@@ -13,6 +13,7 @@ import pytest
 import requests_mock as rm
 
 from exporter.settings import ConfigError, load_settings
+from tests.conftest import Logged
 from tests.helpers import MODEL, current_state, get, make_app, make_settings, parse, value
 
 FIXTURES = Path(__file__).parent / "fixtures" / "dataarts"
@@ -508,23 +509,16 @@ def test_upstream_down_then_back_without_restart(monkeypatch: pytest.MonkeyPatch
     assert "unknown" not in job_states(back).values() and value(back, "ingestion_scrape_success") == 1
 
 
-def test_no_secret_in_output_or_logs(monkeypatch: pytest.MonkeyPatch) -> None:
-    import io
-
-    from exporter import logs
-
-    stream = io.StringIO()
-    redactor = logs.Redactor()
-    logs.configure(redactor, "debug", "json", stream)
+def test_no_secret_in_output_or_logs(monkeypatch: pytest.MonkeyPatch, logged: Logged) -> None:
     with simulated() as sim:
         settings = make_settings([sim_target(sim, monkeypatch)])
         sim.faults.add({"kind": "session_expired", "platform": "dataarts", "endpoint": "job_status", "count": 1})
         sim.faults.add({"kind": "error", "status": 500, "platform": "dataarts", "endpoint": "job_status", "count": 1})
-        app = make_app(settings, redactor)
+        app = make_app(settings, logged.redactor)
         _, body = get(app, "/metrics")
         _, body2 = get(app, "/metrics")
         credentials = sim.credentials["dataarts"]
         tokens = sim.platform("dataarts").gateway.issued_tokens()
-    output = body + body2 + stream.getvalue()
+    output = body + body2 + logged.text()
     assert len(tokens) == 2  # the first, and the one renewed after the gateway dropped it
     assert credentials["password"] not in output and not any(token in output for token in tokens)

@@ -28,7 +28,6 @@ The matrix prints with `pytest -s` and is written to `fault-matrix.txt` in the t
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from collections.abc import Iterator
@@ -38,9 +37,9 @@ from typing import Any
 
 import pytest
 
-from exporter import logs
 from exporter.server import ExporterApp
 from exporter.simulator import Simulator, SimulatorOptions
+from tests.conftest import Logged
 from tests.helpers import SIMULATED, Samples, get, make_app, make_settings, parse, simulated, value
 
 BUDGET = 1.5
@@ -116,14 +115,6 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     print(f"\nfault matrix ({len(CELLS)} cells, budget {BUDGET}s), also in {path}:\n{text}")
 
 
-@pytest.fixture
-def log_stream() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    logs.configure(logs.Redactor(), "info", "json", stream)
-    yield stream
-    logs.configure(logs.Redactor(), "info", "json")
-
-
 def signs(document: dict[str, Any]) -> bool:
     auth = document.get("auth")
     return isinstance(auth, dict) and auth.get("type") == "aksk"
@@ -171,8 +162,8 @@ def logins_since(sim: Simulator, before: dict[tuple[str, str, str], int], endpoi
     return sum(n - before.get(key, 0) for key, n in sim.stats().items() if key[1] == endpoint)
 
 
-def log_lines(stream: io.StringIO, start: int) -> list[dict[str, Any]]:
-    text = stream.getvalue()[start:]
+def log_lines(logged: Logged, start: int) -> list[dict[str, Any]]:
+    text = logged.text()[start:]
     assert "Traceback" not in text, text
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
@@ -181,7 +172,7 @@ def log_lines(stream: io.StringIO, start: int) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("platform", SIMULATED)
 def test_fault_cell(
     sims: tuple[Simulator, Simulator],
-    log_stream: io.StringIO,
+    logged: Logged,
     tmp_path: Path,
     platform: str,
     fault: Fault,
@@ -200,13 +191,13 @@ def test_fault_cell(
         assert_whole(before, faulty, jobs[faulty])
         assert_whole(before, healthy, jobs[healthy])
         logins = dict(faulty_sim.stats())
-        mark = len(log_stream.getvalue())
+        mark = len(logged.text())
         if fault.rule is None:
             faulty_sim.stop()
         else:
             faulty_sim.faults.add({**fault.rule, "platform": platform})
         during, cell.seconds = timed_scrape(app)
-        lines = log_lines(log_stream, mark)
+        lines = log_lines(logged, mark)
 
         assert cell.seconds < ANSWER_LIMIT, f"/metrics took {cell.seconds:.2f}s"
         assert_whole(during, healthy, jobs[healthy])
@@ -248,11 +239,11 @@ def test_fault_cell(
         if fault.rule is None:
             faulty_sim.start()
     time.sleep(settle)
-    mark = len(log_stream.getvalue())
+    mark = len(logged.text())
     after, _ = timed_scrape(app)
     assert_whole(after, faulty, jobs[faulty])
     assert_whole(after, healthy, jobs[healthy])
-    recovered = [line for line in log_lines(log_stream, mark) if line["event"] == "upstream call recovered"]
+    recovered = [line for line in log_lines(logged, mark) if line["event"] == "upstream call recovered"]
     assert len(recovered) == (0 if fault.reason is None else 1), recovered
     cell.recovered = True
     app.runners.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
 import re
 from pathlib import Path
@@ -13,9 +12,9 @@ import pytest
 import requests
 import requests_mock as rm
 
-from exporter import logs
 from exporter.settings import ConfigError, load_settings
 from exporter.simulator import FaultRule, Simulator, SimulatorOptions
+from tests.conftest import Logged
 from tests.helpers import MODEL, current_state, get, make_app, make_settings, parse, value
 
 FIXTURES = Path(__file__).parent / "fixtures" / "siren"
@@ -457,13 +456,10 @@ def test_upstream_down_never_breaks_the_scrape() -> None:
     assert value(samples, "ingestion_scrape_errors_total", reason="connection") == 2
 
 
-def test_no_credential_in_logs_metrics_or_landing_page(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_credential_in_logs_metrics_or_landing_page(monkeypatch: pytest.MonkeyPatch, logged: Logged) -> None:
     raw_key = "key-id-1234:key-secret-5678"
     encoded = base64.b64encode(raw_key.encode()).decode()
     monkeypatch.setenv("INGESTION_EXPORTER_ES_API_KEY", raw_key)
-    stream = io.StringIO()
-    redactor = logs.Redactor()
-    logs.configure(redactor, "debug", "json", stream)
     settings = make_settings([target(auth="api_key", discovery={"enabled": True})])
     echo = {
         "error": {
@@ -475,9 +471,9 @@ def test_no_credential_in_logs_metrics_or_landing_page(monkeypatch: pytest.Monke
     }
     with rm.Mocker() as m:
         m.get(re.compile(f"{re.escape(JOBS)}/.*"), status_code=401, json=echo)
-        app = make_app(settings, redactor)
+        app = make_app(settings, logged.redactor)
         texts = [get(app, path)[1] for path in ("/metrics", "/", "/probe")]
-    texts.append(stream.getvalue())
+    texts.append(logged.text())
     assert "upstream call failed" in texts[-1]
     for text in texts:
         for secret in (raw_key, encoded, "key-secret-5678"):
@@ -697,30 +693,26 @@ def test_simulator_abort_moves_a_running_job_to_aborted(live_sim: Simulator) -> 
     assert job_id not in {document["_id"] for document in listed}
 
 
-def test_tls_settings_reach_the_session_and_skip_verify_is_logged(tmp_path: Path) -> None:
+def test_tls_settings_reach_the_session_and_skip_verify_is_logged(tmp_path: Path, logged: Logged) -> None:
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
     verified = make_app(make_settings([target(tls={"ca_file": str(ca)})]))
     session = next(iter(verified.runners.by_name.values())).collector.upstream.session
     assert session.verify == str(ca)
-    stream = io.StringIO()
-    logs.configure(logs.Redactor(), "info", "json", stream)
     insecure = make_app(make_settings([target(tls={"insecure_skip_verify": True})]))
     assert next(iter(insecure.runners.by_name.values())).collector.upstream.session.verify is False
-    assert "TLS verification is off" in stream.getvalue()
+    assert "TLS verification is off" in logged.text()
 
 
-def test_truncated_job_log_is_warned_once() -> None:
+def test_truncated_job_log_is_warned_once(logged: Logged) -> None:
     document = json.loads(fixture("search.json"))
     document["hits"]["total"] = {"value": 5000, "relation": "gte"}
-    stream = io.StringIO()
-    logs.configure(logs.Redactor(), "info", "json", stream)
     with rm.Mocker() as m:
         mock_seed(m, search=document)
         app = make_app(make_settings([target(discovery={"enabled": True})]))
         for _ in range(2):
             samples = parse(get(app, "/metrics")[1])
-    assert stream.getvalue().count("job log holds more runs than it returned") == 1
+    assert logged.text().count("job log holds more runs than it returned") == 1
     assert current_state(samples, job_id="postgresevents") == "succeeded"  # what came is used
 
 
