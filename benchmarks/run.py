@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -106,7 +106,8 @@ def simulator(jobs: int, latency_ms: float, workdir: Path) -> Iterator[tuple[sub
 
 
 @contextmanager
-def exporter(config: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+def exporter(config: Path, env: Mapping[str, str] | None = None) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """The exporter as a process of its own, `env` added to this environment: (process, url)."""
     process = subprocess.Popen(  # noqa: S603 - this interpreter and fixed arguments
         [
             sys.executable,
@@ -125,6 +126,7 @@ def exporter(config: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
         stderr=subprocess.STDOUT,
         text=True,
         cwd=ROOT,
+        env={**os.environ, **env} if env else None,
     )
     try:
         # the `listening` line is logged at info: with --log.level warning, poll the port from /proc instead
@@ -494,8 +496,9 @@ def check_min_interval(
     return {"first_scrape_requests": first, "second_scrape_requests": second}
 
 
-def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    """RSS growth over many consecutive scrapes, after a warm-up, with RSS sampled every 10 scrapes.
+def soak(args: argparse.Namespace, workdir: Path, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """RSS growth over many consecutive scrapes, after a warm-up, with RSS sampled every 10 scrapes; `env` is added
+    to the exporter's environment.
 
     One sample swings by several MiB with where the allocator stands in a scrape, so growth compares the median
     of the first tenth of the samples with the median of the last tenth (the first and last 100 scrapes of
@@ -512,7 +515,7 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         config = exporter_config(simulated, jobs, args.concurrency, args.batch_size)
         config_file = workdir / "config-soak.yaml"
         config_file.write_text(yaml.safe_dump(config))
-        with exporter(config_file) as (proc, url):
+        with exporter(config_file, env) as (proc, url):
             client = requests.Session()
             body = b""
             for _ in range(args.soak_warmup):
