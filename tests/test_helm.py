@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import subprocess
 import sys
@@ -35,6 +36,12 @@ OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}  # CRDs: kubernetes-valida
 VALUES_CASES = [pytest.param({}, id="chart-defaults")] + [
     pytest.param(yaml.safe_load(path.read_text()) or {}, id=path.name) for path in CI_VALUES
 ]
+
+
+GOLDEN = ROOT / "tests" / "golden" / "helm"
+# Templates whose body is a grafana/ file, compared with those files by their own tests; the golden renders
+# leave them out so that editing a rule or a dashboard does not touch the goldens.
+FILE_BACKED = {"ingestion-exporter/templates/dashboards.yaml", "ingestion-exporter/templates/prometheusrule.yaml"}
 
 
 @cache
@@ -156,6 +163,25 @@ def test_lint_finds_no_warning(values: dict[str, Any]) -> None:
     assert report["errors"] == []
     problems = [m for m in report["messages"] if m["severity"] >= 2]
     assert problems == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    [path for path in CI_VALUES if not (yaml.safe_load(path.read_text()) or {}).get("sharding", {}).get("enabled")],
+    ids=lambda p: p.name,
+)
+def test_unsharded_render_equals_the_golden_render(path: Path) -> None:
+    """Without sharding, every template renders byte for byte as the golden file holds it (NOTES.txt included);
+    ci/default-values.yaml is the chart's defaults. UPDATE_GOLDEN=1 rewrites the goldens after a deliberate change."""
+    values = yaml.safe_load(path.read_text()) or {}
+    golden = GOLDEN / f"{path.name.removesuffix('.yaml')}.txt"
+    rendered = "".join(
+        f"# Source: {path}\n{text}\n" for path, text in sorted(render(values).items()) if path not in FILE_BACKED
+    )
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(rendered)
+    assert rendered == golden.read_text()
 
 
 def test_lint_reports_values_that_break_the_schema() -> None:
