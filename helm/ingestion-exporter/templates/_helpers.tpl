@@ -138,3 +138,151 @@ pointing at the mounted webConfig.tls.existingSecret unless given. */}}
 {{- print "http" }}
 {{- end }}
 {{- end }}
+
+{{/* The exporter pod (metadata and spec), the one template of the Deployment and of the sharded StatefulSet. */}}
+{{- define "ingestion-exporter.podTemplate" -}}
+metadata:
+  labels:
+    {{- include "ingestion-exporter.labels" . | nindent 4 }}
+    {{- with .Values.podLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  annotations:
+    checksum/config: {{ include "ingestion-exporter.configFile" . | sha256sum }}
+    {{- if and .Values.secrets (not .Values.existingSecret) }}
+    checksum/secret: {{ toJson .Values.secrets | sha256sum }}
+    {{- end }}
+    {{- with include "ingestion-exporter.webConfigSecretName" . }}
+    checksum/web-config: {{ list . $.Values.webConfig.tls.existingSecret (include "ingestion-exporter.webConfigFile" $) | toJson | sha256sum }}
+    {{- end }}
+    {{- with .Values.podAnnotations }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+spec:
+  serviceAccountName: {{ include "ingestion-exporter.serviceAccountName" . }}
+  automountServiceAccountToken: {{ .Values.serviceAccount.automountServiceAccountToken }}
+  {{- with .Values.imagePullSecrets }}
+  imagePullSecrets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  securityContext:
+    {{- toYaml .Values.podSecurityContext | nindent 4 }}
+  terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds }}
+  {{- with .Values.priorityClassName }}
+  priorityClassName: {{ . }}
+  {{- end }}
+  containers:
+    - name: exporter
+      image: {{ include "ingestion-exporter.image" . | quote }}
+      imagePullPolicy: {{ .Values.image.pullPolicy }}
+      args:
+        {{- if .Values.demo }}
+        - --demo
+        {{- else }}
+        - --config.file={{ include "ingestion-exporter.configDir" . }}/config.yaml
+        {{- end }}
+        - --web.listen-address=:{{ .Values.port }}
+        - --web.telemetry-path={{ .Values.telemetryPath }}
+        - --log.level={{ .Values.logLevel }}
+        - --log.format={{ .Values.logFormat }}
+        {{- if include "ingestion-exporter.webConfigSecretName" . }}
+        - --web.config.file={{ include "ingestion-exporter.webConfigDir" . }}/web-config.yml
+        {{- end }}
+        {{- range .Values.extraArgs }}
+        - {{ . | quote }}
+        {{- end }}
+      {{- with .Values.env }}
+      env:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      ports:
+        - name: http
+          containerPort: {{ .Values.port }}
+          protocol: TCP
+      livenessProbe:
+        httpGet:
+          path: /healthz
+          port: http
+          {{- if include "ingestion-exporter.tlsEnabled" . }}
+          scheme: HTTPS
+          {{- end }}
+        {{- toYaml .Values.livenessProbe | nindent 8 }}
+      readinessProbe:
+        httpGet:
+          path: /readyz
+          port: http
+          {{- if include "ingestion-exporter.tlsEnabled" . }}
+          scheme: HTTPS
+          {{- end }}
+        {{- toYaml .Values.readinessProbe | nindent 8 }}
+      securityContext:
+        {{- toYaml .Values.securityContext | nindent 8 }}
+      resources:
+        {{- toYaml .Values.resources | nindent 8 }}
+      volumeMounts:
+        - name: config
+          mountPath: {{ include "ingestion-exporter.configDir" . }}
+          readOnly: true
+        {{- if include "ingestion-exporter.secretName" . }}
+        - name: secrets
+          mountPath: {{ .Values.secretsMountPath }}
+          readOnly: true
+        {{- end }}
+        {{- if include "ingestion-exporter.webConfigSecretName" . }}
+        - name: web-config
+          mountPath: {{ include "ingestion-exporter.webConfigDir" . }}
+          readOnly: true
+        {{- end }}
+        {{- if .Values.webConfig.tls.existingSecret }}
+        - name: tls
+          mountPath: {{ include "ingestion-exporter.tlsDir" . }}
+          readOnly: true
+        {{- end }}
+        {{- with .Values.extraVolumeMounts }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+  volumes:
+    - name: config
+      configMap:
+        name: {{ include "ingestion-exporter.fullname" . }}
+    {{- with include "ingestion-exporter.secretName" . }}
+    - name: secrets
+      secret:
+        secretName: {{ . }}
+        defaultMode: 0440
+    {{- end }}
+    {{- with include "ingestion-exporter.webConfigSecretName" . }}
+    - name: web-config
+      secret:
+        secretName: {{ . }}
+        defaultMode: 0440
+        items:
+          - key: web-config.yml
+            path: web-config.yml
+    {{- end }}
+    {{- with .Values.webConfig.tls.existingSecret }}
+    - name: tls
+      secret:
+        secretName: {{ . }}
+        defaultMode: 0440
+    {{- end }}
+    {{- with .Values.extraVolumes }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- with .Values.nodeSelector }}
+  nodeSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.affinity }}
+  affinity:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.tolerations }}
+  tolerations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.topologySpreadConstraints }}
+  topologySpreadConstraints:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
