@@ -139,7 +139,24 @@ pointing at the mounted webConfig.tls.existingSecret unless given. */}}
 {{- end }}
 {{- end }}
 
-{{/* The exporter pod (metadata and spec), the one template of the Deployment and of the sharded StatefulSet. */}}
+{{/* The Service in front of the pods: "<fullname>", or, sharded, the StatefulSet's headless "<fullname>-headless"
+(a new name, since a Service's clusterIP cannot change in place). */}}
+{{- define "ingestion-exporter.serviceName" -}}
+{{- if .Values.sharding.enabled }}
+{{- printf "%s-headless" (include "ingestion-exporter.fullname" . | trunc 54 | trimSuffix "-") }}
+{{- else }}
+{{- include "ingestion-exporter.fullname" . }}
+{{- end }}
+{{- end }}
+
+{{/* The shards' StatefulSet, its pods "<name>-0" to "<name>-<shards - 1>": at most 52 characters, so that the
+controller-revision-hash label Kubernetes puts on the pods ("<name>-<hash>") stays within 63. */}}
+{{- define "ingestion-exporter.statefulSetName" -}}
+{{- include "ingestion-exporter.fullname" . | trunc 52 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The exporter pod (metadata and spec), the one template of the Deployment and of the sharded StatefulSet; a
+shard takes its ordinal from its pod's name, which the downward API passes in POD_NAME. */}}
 {{- define "ingestion-exporter.podTemplate" -}}
 metadata:
   labels:
@@ -185,15 +202,27 @@ spec:
         - --web.telemetry-path={{ .Values.telemetryPath }}
         - --log.level={{ .Values.logLevel }}
         - --log.format={{ .Values.logFormat }}
+        {{- if .Values.sharding.enabled }}
+        - --shard.from-pod-name=$(POD_NAME)
+        - --total-shards={{ .Values.sharding.shards }}
+        {{- end }}
         {{- if include "ingestion-exporter.webConfigSecretName" . }}
         - --web.config.file={{ include "ingestion-exporter.webConfigDir" . }}/web-config.yml
         {{- end }}
         {{- range .Values.extraArgs }}
         - {{ . | quote }}
         {{- end }}
-      {{- with .Values.env }}
+      {{- if or .Values.sharding.enabled .Values.env }}
       env:
+        {{- if .Values.sharding.enabled }}
+        - name: POD_NAME
+          valueFrom:
+            fieldRef:
+              fieldPath: metadata.name
+        {{- end }}
+        {{- with .Values.env }}
         {{- toYaml . | nindent 8 }}
+        {{- end }}
       {{- end }}
       ports:
         - name: http
