@@ -1,0 +1,160 @@
+"""Sharding end to end: a Prometheus scraping three shards sees, through every dashboard query and every rule, the
+series a Prometheus scraping one process sees; a missing shard pages, and nothing else does."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import requests
+
+from exporter.sharding import job_shard
+from tests.e2e.stack import Processes, Prometheus, Webhook, labels_match, wait_for
+from tests.e2e.test_stack import (
+    INFORMATICA_TARGET,
+    fill,
+    generate,
+    start_alertmanager,
+    start_exporter,
+    start_prometheus,
+    start_simulator,
+)
+from tests.helpers import SIMULATED
+from tests.test_grafana import panel_queries
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+SHARDS = 3
+SHARD_MISSING = "IngestionExporterShardMissing"
+SCRAPE_LABELS = {"instance", "job", "pod"}
+"""Labels Prometheus gives a series from where it scraped it: the one thing allowed to differ."""
+
+
+@dataclass
+class Sharded:
+    simulator: str
+    jobs: dict[str, list[dict[str, str]]]
+    one: Prometheus
+    shards: Prometheus
+    shard_processes: list[str]
+    webhook: Webhook
+    processes: Processes
+
+
+@pytest.fixture(scope="module")
+def sharded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sharded]:
+    processes = Processes(tmp_path_factory.mktemp("shards"))
+    webhook = Webhook()
+    webhook.start()
+    try:
+        simulator, simulator_config = start_simulator(processes, list(SIMULATED))
+        jobs = requests.get(f"{simulator}/_sim/jobs", timeout=5).json()
+        one = start_exporter(processes, simulator_config, name="exporter-one")
+        shards = [
+            start_exporter(processes, simulator_config, f"--shard={i}", f"--total-shards={SHARDS}", name=f"shard-{i}")
+            for i in range(SHARDS)
+        ]
+        alertmanager = start_alertmanager(processes, webhook)
+        stack = Sharded(
+            simulator,
+            jobs,
+            start_prometheus(processes, [one], None, name="prometheus-one"),
+            start_prometheus(processes, shards, alertmanager, name="prometheus-shards"),
+            [f"shard-{i}" for i in range(SHARDS)],
+            webhook,
+            processes,
+        )
+
+        def both_scraped() -> bool:
+            query = 'count(ingestion_job_state{state="running"})'
+            counts = [prometheus.query(query) for prometheus in (stack.one, stack.shards)]
+            return (all(counts) and counts[0] == counts[1]) or False
+
+        wait_for("both Prometheus servers to hold every job", both_scraped, timeout=40)
+        yield stack
+    except BaseException:
+        print(processes.report())
+        raise
+    finally:
+        processes.stop_all()
+        webhook.stop()
+
+
+def series(prometheus: Prometheus, expr: str) -> set[str]:
+    """The label sets a query returns, without the labels of where Prometheus scraped them."""
+    return {
+        json.dumps({k: v for k, v in result["metric"].items() if k not in SCRAPE_LABELS}, sort_keys=True)
+        for result in prometheus.query(expr)
+    }
+
+
+def rule_queries() -> list[tuple[str, str]]:
+    """(rule, PromQL) for every recording rule (its recorded series) and every alert (its expression)."""
+    document = generate.rules_document(generate.parameters())
+    found = []
+    for group in document["groups"]:
+        for rule in group["rules"]:
+            if "record" in rule:
+                found.append((rule["record"], rule["record"]))
+            else:
+                found.append((rule["alert"], rule["expr"]))
+    return found
+
+
+def test_every_dashboard_query_and_rule_sees_the_same_series_with_three_shards(sharded: Sharded) -> None:
+    some_jobs = [(platform, f"sim-{platform}", jobs[0]["id"]) for platform, jobs in sharded.jobs.items()]
+    queries = [
+        (f"{board} {what} ({job[0]})", fill(expr, *job)) for board, what, expr in panel_queries() for job in some_jobs
+    ] + rule_queries()
+
+    def differing() -> list[str]:
+        return [
+            f"{what}: {expr}" for what, expr in queries if series(sharded.one, expr) != series(sharded.shards, expr)
+        ]
+
+    deadline = time.monotonic() + 60  # rates and recording rules need a few scrapes and evaluations in both
+    while (different := differing()) and time.monotonic() < deadline:
+        time.sleep(2)
+    assert not different, "series that differ between one process and three shards:\n" + "\n".join(different)
+    assert series(sharded.shards, "ingestion_exporter_total_shards") == {"{}"}
+
+
+def find(sharded: Sharded, since: int, status: str, **labels: str) -> list[dict[str, Any]]:
+    return [
+        alert
+        for _path, alert in sharded.webhook.alerts(since)
+        if alert["status"] == status and labels_match(alert["labels"], labels)
+    ]
+
+
+def test_a_missing_shard_pages_alone_and_a_failed_job_pages_once(sharded: Sharded) -> None:
+    survivors = {0, 1}
+    job = next(j for j in sharded.jobs["informatica"] if job_shard(INFORMATICA_TARGET, j["id"], SHARDS) in survivors)
+    since = sharded.webhook.mark()
+    next(p for p in sharded.processes.started if p.name == f"shard-{SHARDS - 1}").stop()
+    wait_for(
+        f"{SHARD_MISSING} to reach the pager",
+        lambda: find(sharded, since, "firing", alertname=SHARD_MISSING),
+        timeout=60,
+    )
+    answer = requests.post(
+        f"{sharded.simulator}/_sim/informatica/jobs/{job['id']}/state", json={"state": "Running with Error"}, timeout=5
+    )
+    assert answer.status_code == 200, answer.text
+    try:
+        wait_for(
+            "IngestionJobFailed of a surviving shard's job",
+            lambda: find(sharded, since, "firing", alertname="IngestionJobFailed", job_id=job["id"]),
+            timeout=60,
+        )
+        time.sleep(3)  # three group intervals: a second page, or any other, would have arrived by now
+        firing = {json.dumps(alert["labels"], sort_keys=True) for alert in find(sharded, since, "firing")}
+        names = sorted(json.loads(labels)["alertname"] for labels in firing)
+        assert names.count(SHARD_MISSING) == 1 and names.count("IngestionJobFailed") == 1, firing
+        assert set(names) == {SHARD_MISSING, "IngestionJobFailed"}, firing
+    finally:
+        requests.post(f"{sharded.simulator}/_sim/informatica/jobs/{job['id']}/state", json={"state": None}, timeout=5)
