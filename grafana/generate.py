@@ -110,6 +110,12 @@ def recording_rules() -> list[dict[str, Any]]:
     ]
 
 
+# Every exporter process (every shard) reports each target's scrape result for its own calls: a target fails
+# when any of them failed, as one process collecting every job would have. Its jobs, each on one shard, are read
+# when any job has a known state.
+TARGET_FAILING = "min by (platform, target) (ingestion_scrape_success) == 0"
+JOB_READ = '(ingestion_job_state{state!="unknown"} == 1)'
+
 _WHO = "Job {{ $labels.job_name }} ({{ $labels.job_id }}) on {{ $labels.platform }} target {{ $labels.target }}"
 
 
@@ -202,8 +208,7 @@ def alert_rules(p: Mapping[str, str]) -> list[dict[str, Any]]:
         ),
         _alert(
             "IngestionTargetUnreachable",
-            "ingestion_scrape_success == 0\n"
-            'unless on (platform, target)\n(ingestion_job_state{state!="unknown"} == 1)\n',
+            f"{TARGET_FAILING}\nunless on (platform, target)\n{JOB_READ}\n",
             p["target_unreachable_for"],
             "critical",
             "The exporter cannot read {{ $labels.platform }} target {{ $labels.target }}.",
@@ -214,7 +219,7 @@ def alert_rules(p: Mapping[str, str]) -> list[dict[str, Any]]:
         ),
         _alert(
             "IngestionTargetScrapeErrors",
-            'ingestion_scrape_success == 0\nand on (platform, target)\n(ingestion_job_state{state!="unknown"} == 1)\n',
+            f"{TARGET_FAILING}\nand on (platform, target)\n{JOB_READ}\n",
             p["target_scrape_errors_for"],
             "warning",
             "Some upstream calls to {{ $labels.platform }} target {{ $labels.target }} fail.",

@@ -235,6 +235,10 @@ def test_alertmanager_example_inhibits_job_alerts_of_an_unreachable_target() -> 
     job_alerts = {a["alert"] for a in alerts() if a["alert"].startswith("IngestionJob")}
     assert job_alerts and all(re.fullmatch(pattern.group(1), name) for name in job_alerts)
     assert not re.fullmatch(pattern.group(1), "IngestionTargetUnreachable")
+    # The alert combines every exporter process's series and keeps the labels the rule matches on.
+    unreachable = next(a for a in alerts() if a["alert"] == "IngestionTargetUnreachable")
+    kept = re.match(r"\w+ by \(([^()]*)\)", unreachable["expr"])
+    assert kept is not None and set(rule["equal"]) <= {label.strip() for label in kept.group(1).split(",")}
     amtool = shutil.which("amtool")
     assert amtool is not None, "amtool is missing: apt-get install prometheus-alertmanager"
     result = subprocess.run(
