@@ -57,6 +57,10 @@ THRESHOLDS: dict[str, Threshold] = {
     "target_unreachable_for": Threshold("5m", "How long the exporter may fail to read a whole target."),
     "target_scrape_errors_for": Threshold("15m", "How long a target may keep failing some upstream calls."),
     "exporter_absent_for": Threshold("5m", "How long Prometheus may have no series from any exporter."),
+    "shards_missing_for": Threshold("5m", "How long some shards of a sharded exporter may go unscraped."),
+    "sharding_mismatch_for": Threshold(
+        "15m", "How long an exporter's processes may disagree on the shards (a resharding rollout takes a while)."
+    ),
     "runbook_url": Threshold(
         "https://github.com/ingestion-exporter/ingestion-exporter/blob/main/grafana/alerts/runbook.md",
         "Where the runbook is published; each alert links to its own section (#alertname in lower case).",
@@ -115,6 +119,11 @@ def recording_rules() -> list[dict[str, Any]]:
 # when any job has a known state.
 TARGET_FAILING = "min by (platform, target) (ingestion_scrape_success) == 0"
 JOB_READ = '(ingestion_job_state{state!="unknown"} == 1)'
+
+# Each exporter process says which shard it is (a value, not a label) and of how many; the processes of one
+# exporter share the `job` label of their scrape configuration.
+SHARDS_UP = 'count by (job) (count_values by (job) ("shard", ingestion_exporter_shard_ordinal))'
+TOTAL_SHARDS = "max by (job) (ingestion_exporter_total_shards)"
 
 _WHO = "Job {{ $labels.job_name }} ({{ $labels.job_id }}) on {{ $labels.platform }} target {{ $labels.target }}"
 
@@ -235,6 +244,40 @@ def alert_rules(p: Mapping[str, str]) -> list[dict[str, Any]]:
             "The ingestion exporter is gone from Prometheus.",
             f"Prometheus has scraped no ingestion exporter successfully for more than {p['exporter_absent_for']}; "
             "no ingestion job is watched.",
+            p,
+        ),
+        _alert(
+            "IngestionExporterShardsMissing",
+            f"{TOTAL_SHARDS}\n-\n{SHARDS_UP}\n> 0\n",
+            p["shards_missing_for"],
+            "critical",
+            "Shards of the ingestion exporter (job {{ $labels.job }}) are not scraped.",
+            "Exporter job {{ $labels.job }} has been missing {{ $value }} of its shards for more than "
+            f"{p['shards_missing_for']}: the ingestion jobs hashed to them are not watched and none of their "
+            "alerts can fire.",
+            p,
+        ),
+        _alert(
+            "IngestionExporterShardingMismatch",
+            f"{TOTAL_SHARDS}\n!=\nmin by (job) (ingestion_exporter_total_shards)\n",
+            p["sharding_mismatch_for"],
+            "critical",
+            "The processes of the ingestion exporter (job {{ $labels.job }}) disagree on the number of shards.",
+            "The processes of exporter job {{ $labels.job }} have run with different --total-shards (up to "
+            f"{{{{ $value }}}}) for more than {p['sharding_mismatch_for']}: some ingestion jobs belong to no "
+            "process and are not watched, others are collected twice.",
+            p,
+        ),
+        _alert(
+            "IngestionExporterShardDuplicated",
+            'count_values by (job) ("shard", ingestion_exporter_shard_ordinal) > 1\n'
+            f"and on (job)\n{TOTAL_SHARDS} > 1\n",
+            p["sharding_mismatch_for"],
+            "warning",
+            "Shard {{ $labels.shard }} of the ingestion exporter (job {{ $labels.job }}) is collected more than once.",
+            "{{ $value }} processes of exporter job {{ $labels.job }} have collected shard {{ $labels.shard }} for "
+            f"more than {p['sharding_mismatch_for']}: each of its ingestion jobs is read, and alerts, once per "
+            "process.",
             p,
         ),
     ]

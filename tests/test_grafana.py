@@ -184,6 +184,8 @@ def test_every_alert_is_complete() -> None:
             assert "$labels.job_name" in notes["summary"] and "$labels.platform" in notes["summary"], name
         elif name.startswith("IngestionTarget"):
             assert "$labels.platform" in notes["description"] and "$labels.target" in notes["description"], name
+        elif name.startswith("IngestionExporterShard"):  # one exporter's processes: their scrape job
+            assert "$labels.job" in notes["summary"] and "$labels.job" in notes["description"], name
 
 
 def test_every_alert_has_a_firing_and_a_silent_unit_test() -> None:
