@@ -513,6 +513,12 @@ def state_code(family: str, selector: str, by: str) -> str:
     )
 
 
+def per_shard(family: str) -> str:
+    """A target-level family's series, each with a `shard` label: the shard of the process that exposes it."""
+    shard = 'count_values without () ("shard", ingestion_exporter_shard_ordinal)'
+    return f"{family}{{{SEL}}} * on (job, instance) group_left (shard) {shard}"
+
+
 def platform_target_variables(multi: bool) -> list[dict[str, Any]]:
     return [
         query_variable("platform", "Platform", "label_values(ingestion_scrape_success, platform)", multi),
@@ -562,9 +568,15 @@ def overview() -> dict[str, Any]:
     b.add(
         "table",
         "Targets the exporter cannot read",
-        "Each target with the worst scrape result of the last 15 minutes: 'cannot read' means at least one "
-        "upstream call failed; the exporter health dashboard shows why.",
-        [target(f"min_over_time(ingestion_scrape_success{{{SEL}}}[15m])", instant=True, table=True)],
+        "Each target with the worst scrape result of the last 15 minutes, of every exporter shard: 'cannot read' "
+        "means at least one upstream call failed; the exporter health dashboard shows why.",
+        [
+            target(
+                f"min by (platform, target) (min_over_time(ingestion_scrape_success{{{SEL}}}[15m]))",
+                instant=True,
+                table=True,
+            )
+        ],
         w=8,
         h=6,
         mappings=[
@@ -586,12 +598,7 @@ def overview() -> dict[str, Any]:
                 ],
             }
         ],
-        transformations=[
-            {
-                "id": "organize",
-                "options": {"excludeByName": {"Time": True, "__name__": True, "job": True, "instance": True}},
-            }
-        ],
+        transformations=[{"id": "organize", "options": {"excludeByName": {"Time": True}}}],
     )
     b.add(
         "timeseries",
@@ -932,8 +939,8 @@ def exporter_health() -> dict[str, Any]:
     b.add(
         "state-timeline",
         "Scrape success per target",
-        "Whether every upstream call for the target succeeded.",
-        [target(f"ingestion_scrape_success{{{SEL}}}", "{{platform}} {{target}}")],
+        "Whether every upstream call for the target succeeded, on every exporter shard.",
+        [target(f"min by (platform, target) (ingestion_scrape_success{{{SEL}}})", "{{platform}} {{target}}")],
         w=24,
         h=6,
         mappings=[
@@ -950,15 +957,15 @@ def exporter_health() -> dict[str, Any]:
     b.add(
         "timeseries",
         "Scrape duration per target",
-        "Wall time each target's collection took.",
-        [target(f"ingestion_scrape_duration_seconds{{{SEL}}}", "{{platform}} {{target}}")],
+        "Wall time each target's collection took (the slowest exporter shard's).",
+        [target(f"max by (platform, target) (ingestion_scrape_duration_seconds{{{SEL}}})", "{{platform}} {{target}}")],
         unit="s",
     )
     b.add(
         "timeseries",
         "Jobs discovered",
-        "Jobs the exporter knows per target.",
-        [target(f"ingestion_jobs_discovered{{{SEL}}}", "{{platform}} {{target}}")],
+        "Jobs the exporter knows per target (all its shards together).",
+        [target(f"sum by (platform, target) (ingestion_jobs_discovered{{{SEL}}})", "{{platform}} {{target}}")],
         unit="short",
     )
     b.add(
@@ -1005,11 +1012,41 @@ def exporter_health() -> dict[str, Any]:
     b.add(
         "table",
         "Exporter builds",
-        "Version of each exporter instance Prometheus scrapes.",
+        "Version of each exporter process (each shard) Prometheus scrapes.",
         [target("ingestion_exporter_build_info", instant=True, table=True)],
         transformations=[
             {"id": "organize", "options": {"excludeByName": {"Time": True, "Value": True, "__name__": True}}}
         ],
+    )
+    b.add(
+        "stat",
+        "Shards up",
+        "Shards of each exporter (scrape job) Prometheus scrapes, of the total its processes were started with; "
+        "an unsharded exporter is one shard of one.",
+        [
+            target(SHARDS_UP, "{{job}} up", "A"),
+            target(TOTAL_SHARDS, "{{job}} total", "B"),
+        ],
+        w=4,
+        unit="short",
+        options={"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "none", "textMode": "value_and_name"},
+    )
+    b.add(
+        "timeseries",
+        "Scrape duration per shard",
+        "Wall time of each exporter shard's slowest target collection: a shard far above the others has more than "
+        "its share of the work.",
+        [target(f"max by (job, shard) ({per_shard('ingestion_scrape_duration_seconds')})", "{{job}} shard {{shard}}")],
+        w=10,
+        unit="s",
+    )
+    b.add(
+        "timeseries",
+        "Jobs per shard",
+        "Jobs each shard collects, of the selected targets.",
+        [target(f"sum by (job, shard) ({per_shard('ingestion_jobs_discovered')})", "{{job}} shard {{shard}}")],
+        w=10,
+        unit="short",
     )
     return dashboard(
         "ingestion-exporter-health",
