@@ -114,9 +114,9 @@ def recording_rules() -> list[dict[str, Any]]:
     ]
 
 
-# Every exporter process (every shard) reports each target's scrape result for its own calls: a target fails
-# when any of them failed, as one process collecting every job would have. Its jobs, each on one shard, are read
-# when any job has a known state.
+# Every exporter process (every shard) reports each target's scrape result for its own calls: the target fails
+# when any of them failed, as it would for one process making all the calls. The target is read when any of its
+# jobs, each collected by one process, has a known state.
 TARGET_FAILING = "min by (platform, target) (ingestion_scrape_success) == 0"
 JOB_READ = '(ingestion_job_state{state!="unknown"} == 1)'
 

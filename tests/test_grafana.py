@@ -373,7 +373,7 @@ _AGGREGATION = re.compile(r"\b(?:sum|min|max|count|avg)\s+by\s*\(([^()]*)\)\s*\(
 
 
 def outside_aggregations(expr: str) -> str:
-    """The expression without its aggregations `by` labels, each checked to combine the exporter's processes."""
+    """The expression with each `by` aggregation cut out whole, once checked to drop the labels of the process."""
     while found := _AGGREGATION.search(expr):
         labels = {label.strip() for label in found.group(1).split(",")}
         assert not labels & {"instance", "pod"}, f"keeps one series per exporter process: {expr}"
