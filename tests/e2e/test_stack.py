@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 ROOT = Path(__file__).resolve().parents[2]
 SCRAPE_INTERVAL = "2s"
 # The shipped rules, with `for` durations short enough for a test: only the documented parameters change.
-FAST = {"job_failed_for": "2s", "target_unreachable_for": "3s", "job_unknown_for": "6s"}
+FAST = {"job_failed_for": "2s", "target_unreachable_for": "3s", "job_unknown_for": "6s", "shards_missing_for": "3s"}
 RATE_INTERVAL = "30s"
 
 
