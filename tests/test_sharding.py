@@ -12,9 +12,13 @@ import pytest
 import requests
 import yaml
 
+from exporter.app import Exporter, load, root_model
+from exporter.logs import Redactor
+from exporter.reload import Reloader
 from exporter.sharding import Shard, job_shard, ordinal_of_pod
 from exporter.simulator import Simulator, SimulatorOptions
 from exporter.simulator.targets import simulated_config
+from tests.helpers import get
 from tests.test_process import Running
 from tests.test_settings import run_cli
 
@@ -140,3 +144,27 @@ def test_the_ordinal_comes_from_the_pod_name_and_a_bad_one_exits_2(config: Path)
         "--config.file", str(config), "--check-config", "--shard.from-pod-name", "exp-2", "--total-shards", "4"
     )
     assert done.returncode == 0 and "shard: 2\ntotal_shards: 4\n" in done.stdout, done.stdout
+
+
+def test_the_shard_comes_from_the_file_and_changes_with_a_reload(sim: Simulator, config: Path, tmp_path: Path) -> None:
+    document = yaml.safe_load(config.read_text())
+    path = tmp_path / "exporter.yml"
+    path.write_text(yaml.safe_dump(document))
+    model = root_model()
+    exporter = Exporter(load(model, path), Redactor().sink)
+    reloader = Reloader(exporter, lambda: load(model, path), close_after=0.0)
+    try:
+        everything = jobs_of(get(exporter.app, "/metrics")[1])
+        shards = []
+        for ordinal in range(2):
+            path.write_text(yaml.safe_dump({**document, "shard": ordinal, "total_shards": 2}))
+            assert reloader()[0]
+            body = get(exporter.app, "/metrics")[1]
+            assert f"ingestion_exporter_shard_ordinal {float(ordinal)}" in body
+            shards.append(jobs_of(body))
+        assert sorted(shards[0] + shards[1]) == sorted(everything) and shards[0] and shards[1]
+        path.write_text(yaml.safe_dump({**document, "shard": 2, "total_shards": 2}))
+        ok, message = reloader()
+        assert not ok and "shard: 2 is not below total_shards 2" in message
+    finally:
+        exporter.close()
