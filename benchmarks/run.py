@@ -106,8 +106,10 @@ def simulator(jobs: int, latency_ms: float, workdir: Path) -> Iterator[tuple[sub
 
 
 @contextmanager
-def exporter(config: Path, env: Mapping[str, str] | None = None) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """The exporter as a process of its own, `env` added to this environment: (process, url)."""
+def exporter(
+    config: Path, env: Mapping[str, str] | None = None, flags: Sequence[str] = ()
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """The exporter as a process of its own, `env` added to this environment, with extra flags: (process, url)."""
     process = subprocess.Popen(  # noqa: S603 - this interpreter and fixed arguments
         [
             sys.executable,
@@ -121,6 +123,7 @@ def exporter(config: Path, env: Mapping[str, str] | None = None) -> Iterator[tup
             "json",
             "--log.level",
             "warning",
+            *flags,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -619,7 +622,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--soak-latency-ms", type=float, default=0.0)
     parser.add_argument("--json", type=Path, default=Path("benchmark-results.json"), help="where to write JSON")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 5 jobs per platform, 3 scrapes")
+    parser.add_argument("--shards", help="shard counts, comma separated: measure sharding instead of the sizes")
+    parser.add_argument("--shard-jobs", type=int, default=500, help="jobs per platform of the shard counts")
+    parser.add_argument("--big-shards", type=int, default=4, help="shard count of the big run; 0 skips it")
+    parser.add_argument("--big-shard-jobs", type=int, default=2500, help="jobs per platform of the big run")
     args = parser.parse_args(argv)
+    args.shards = [int(count) for count in args.shards.split(",")] if args.shards else []
     if args.quick:
         args.sizes, args.scrapes, args.warmup, args.floor_repeat = "5", 3, 1, 1
         args.soak_scrapes, args.soak_jobs, args.latency_ms = 20, 5, min(args.latency_ms, 5.0)
@@ -631,6 +639,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     load_at_start = os.getloadavg()
+    if args.shards:
+        from benchmarks import shards  # it builds on this module's helpers
+
+        with tempfile.TemporaryDirectory(prefix="exporter-bench-") as tmp:
+            sharded = shards.run(args, Path(tmp))
+        print(shards.table(sharded))
+        print(f"{os.cpu_count()} CPUs; load average at start {load_at_start}, at end {os.getloadavg()}")
+        args.json.write_text(json.dumps({"shards": sharded}, indent=2))
+        return 0
     results = []
     with tempfile.TemporaryDirectory(prefix="exporter-bench-") as tmp:
         workdir = Path(tmp)
