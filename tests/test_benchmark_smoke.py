@@ -54,7 +54,13 @@ def test_quick_benchmark_runs_and_reports_floors_and_ratios(tmp_path: Path) -> N
     assert result["four_simultaneous_requests"] == result["one_scrape_requests"], "simultaneous scrapes share one"
     assert result["min_interval"]["first_scrape_requests"] > 0
     assert result["min_interval"]["second_scrape_requests"] == 0, "a scrape inside min_interval calls no upstream"
-    assert report["soak"]["scrapes"] > 0
+    soaked = report["soak"]
+    assert soaked["scrapes"] == 20 and soaked["rss_end_mib"] > 0
+    # 20 scrapes are 3 samples: no growth figure or trend is drawn from them, and the output says why.
+    assert soaked["growth_percent"] is None and soaked["trend_percent_per_1000_scrapes"] is None
+    rss_lines = done.stdout.split("RSS over")[1].split("input over")[0]
+    assert soaked["single_sample_growth_percent"] is None and " %" not in rss_lines
+    assert "too few samples (3, one every 10 scrapes)" in done.stdout and "least-squares" not in done.stdout
 
 
 ODD = gauge("odd_value", 'Help with a "quote", a back\\slash\nand a new line.', ("platform", "target", "zeta", "alpha"))
