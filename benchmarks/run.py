@@ -2,6 +2,7 @@
 
     python -m benchmarks.run [--sizes 25,100,250,500] [--latency-ms 20] [--concurrency 16] [--scrapes 20]
                              [--soak-scrapes 1000] [--soak-jobs 500] [--soak-warmup 100] [--json FILE] [--quick]
+    python -m benchmarks.run --churn [--churn-days 30] [--churn-scrapes 800] [--churn-jobs 80] [--json FILE]
 
 For each size N (jobs per platform, four platforms) it starts `python -m exporter.simulator` and the exporter
 (`python -m exporter`) as two subprocesses, so the exporter's CPU (/proc/<pid>/stat) and peak RSS
@@ -10,6 +11,9 @@ same run: the network floor L x ceil(R_min / C) per target (targets are collecte
 slowest target sets it), the exposition floor (prometheus_client exposing the same families from a static
 registry) and the CPU floor (a bare requests.Session replaying the exporter's own requests of one scrape,
 with the same concurrency, and JSON-decoding the answers). `--quick` is a smoke run of a few seconds.
+
+`--churn` runs the churn soak of benchmarks/churn.py instead (a month of job churn, token renewals and secret
+rotations in a few minutes) and exits 1 when it finds something grew.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ DISCOVERY_SECONDS = 3600.0  # longer than a size's run: discovery costs the firs
 SIREN_CONFIGURED = 2
 JOB_LOG_SECONDS = 600  # the Siren job log holds a steady ten minutes of runs, so its size does not drift
 MIN_SOAK_SCRAPES = 100  # ten samples, one every 10 scrapes: fewer cannot tell growth from the allocator's swing
+CHURN_SCRAPES = 800  # the churn soak's month: a scrape every 54 simulated minutes
+CHURN_JOBS = 80  # live jobs per platform in the churn soak
 CLOUDSTREAM_PAGE = 100  # the largest page the job list call returns
 PROMETHEUS_ACCEPT = (  # what Prometheus 2.x sends: prometheus_client answers in OpenMetrics
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
@@ -635,6 +641,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--soak-latency-ms", type=float, default=0.0)
     parser.add_argument("--json", type=Path, default=Path("benchmark-results.json"), help="where to write JSON")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 5 jobs per platform, 3 scrapes")
+    parser.add_argument("--churn", action="store_true", help="run the churn soak (benchmarks/churn.py) instead")
+    parser.add_argument("--churn-days", type=float, default=30.0, help="simulated days of the churn soak")
+    parser.add_argument("--churn-scrapes", type=int, default=CHURN_SCRAPES, help="scrapes over those days")
+    parser.add_argument("--churn-jobs", type=int, default=CHURN_JOBS, help="live jobs per platform")
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.scrapes, args.warmup, args.floor_repeat = "5", 3, 1, 1
@@ -678,17 +688,29 @@ def soak_text(soaked: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     load_at_start = os.getloadavg()
-    results = []
-    with tempfile.TemporaryDirectory(prefix="exporter-bench-") as tmp:
-        workdir = Path(tmp)
-        for n in args.sizes:
-            results.append(measure_size(args, n, workdir))
-            print(table(results[-1:]).split("\n")[2], file=sys.stderr, flush=True)
-        soaked = soak(args, workdir) if args.soak_scrapes > 0 else None
-    report: dict[str, Any] = {"results": results, "soak": soaked}
-    print(table(results))
-    if soaked is not None:
-        print("\n" + soak_text(soaked))
+    report: dict[str, Any] = {}
+    problems: list[str] = []
+    if args.churn:
+        from benchmarks import churn  # it builds on this module's helpers
+
+        churned = churn.run(args.churn_days, args.churn_scrapes, args.churn_jobs, echo=True)
+        problems = churned.problems()
+        report["churn"] = churned.as_dict()
+        print(churned.text())
+    else:
+        results = []
+        with tempfile.TemporaryDirectory(prefix="exporter-bench-") as tmp:
+            workdir = Path(tmp)
+            for n in args.sizes:
+                results.append(measure_size(args, n, workdir))
+                print(table(results[-1:]).split("\n")[2], file=sys.stderr, flush=True)
+            soaked = soak(args, workdir) if args.soak_scrapes > 0 else None
+        report.update(results=results, soak=soaked)
+        print(table(results))
+        if soaked is not None:
+            print("\n" + soak_text(soaked))
+    for problem in problems:
+        print(f"FAILED: {problem}")
     report["machine"] = {
         "cpus": os.cpu_count(),
         "load_average_at_start": load_at_start,
@@ -696,7 +718,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     print(f"{os.cpu_count()} CPUs; load average (1, 5, 15 min) at start {load_at_start}, at end {os.getloadavg()}")
     args.json.write_text(json.dumps(report, indent=2))
-    return 0
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":
