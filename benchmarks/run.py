@@ -2,6 +2,7 @@
 
     python -m benchmarks.run [--sizes 25,100,250,500] [--latency-ms 20] [--concurrency 16] [--scrapes 20]
                              [--soak-scrapes 1000] [--soak-jobs 500] [--soak-warmup 100] [--json FILE] [--quick]
+    python -m benchmarks.run --churn [--churn-days 30] [--churn-scrapes 800] [--churn-jobs 80] [--json FILE]
 
 For each size N (jobs per platform, four platforms) it starts `python -m exporter.simulator` and the exporter
 (`python -m exporter`) as two subprocesses, so the exporter's CPU (/proc/<pid>/stat) and peak RSS
@@ -10,6 +11,9 @@ same run: the network floor L x ceil(R_min / C) per target (targets are collecte
 slowest target sets it), the exposition floor (prometheus_client exposing the same families from a static
 registry) and the CPU floor (a bare requests.Session replaying the exporter's own requests of one scrape,
 with the same concurrency, and JSON-decoding the answers). `--quick` is a smoke run of a few seconds.
+
+`--churn` runs the churn soak of benchmarks/churn.py instead (a month of job churn, token renewals and secret
+rotations in a few minutes) and exits 1 when it finds something grew.
 """
 
 from __future__ import annotations
@@ -42,6 +46,9 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 DISCOVERY_SECONDS = 3600.0  # longer than a size's run: discovery costs the first scrape only
 SIREN_CONFIGURED = 2
 JOB_LOG_SECONDS = 600  # the Siren job log holds a steady ten minutes of runs, so its size does not drift
+MIN_SOAK_SCRAPES = 100  # ten samples, one every 10 scrapes: fewer cannot tell growth from the allocator's swing
+CHURN_SCRAPES = 800  # the churn soak's month: a scrape every 54 simulated minutes
+CHURN_JOBS = 80  # live jobs per platform in the churn soak
 CLOUDSTREAM_PAGE = 100  # the largest page the job list call returns
 PROMETHEUS_ACCEPT = (  # what Prometheus 2.x sends: prometheus_client answers in OpenMetrics
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
@@ -81,15 +88,20 @@ def _first_line(process: subprocess.Popen[str], marker: str, timeout: float = 60
 
 
 @contextmanager
-def simulator(jobs: int, latency_ms: float, workdir: Path) -> Iterator[tuple[subprocess.Popen[str], str, Any, Any]]:
-    """The simulator as a process of its own: (process, url, credentials, the exporter configuration it wrote)."""
+def simulator(
+    jobs: int, latency_ms: float, workdir: Path, **options: float
+) -> Iterator[tuple[subprocess.Popen[str], str, Any, Any]]:
+    """The simulator as a process of its own: (process, url, credentials, the exporter configuration it wrote).
+
+    `options` are more of its command-line options, named with underscores (`churn_seconds=60`); they replace the
+    benchmark's own transition and job log seconds."""
     credentials = workdir / "credentials.json"
+    flags = {"transition_seconds": 30.0, "job_log_seconds": float(JOB_LOG_SECONDS), **options}
     process = subprocess.Popen(  # noqa: S603 - this interpreter and fixed arguments
         simulator_command(
             jobs=jobs,
             latency_ms=latency_ms,
-            transition_seconds=30,
-            job_log_seconds=JOB_LOG_SECONDS,
+            **flags,
             credentials_out=credentials,
             config_out=workdir / "simulator-config.yml",
         ),
@@ -532,9 +544,9 @@ def soak(args: argparse.Namespace, workdir: Path, env: Mapping[str, str] | None 
                 if index % 10 == 0:
                     samples.append(memory_kib(proc.pid, "VmRSS") / 1024)
             end_kib = memory_kib(proc.pid, "VmRSS")
-            window = max(1, len(samples) // 10)
-            first, last = statistics.median(samples[:window]), statistics.median(samples[-window:])
-            trend = statistics.linear_regression(range(len(samples)), samples) if len(samples) > 1 else None
+            enough = args.soak_scrapes >= MIN_SOAK_SCRAPES
+            first, last = tenths(samples) if enough else (None, None)
+            trend = statistics.linear_regression(range(len(samples)), samples) if enough else None
             log_end = job_log_runs(control, sim_url, credentials)
             series_start, series_end = series_of(start_body), series_of(body)
             return {
@@ -548,8 +560,8 @@ def soak(args: argparse.Namespace, workdir: Path, env: Mapping[str, str] | None 
                 "peak_rss_mib": memory_kib(proc.pid, "VmHWM") / 1024,
                 "rss_first_tenth_median_mib": first,
                 "rss_last_tenth_median_mib": last,
-                "growth_percent": 100 * (last - first) / first,
-                "single_sample_growth_percent": 100 * (end_kib - start_kib) / start_kib,
+                "growth_percent": None if first is None or last is None else 100 * (last - first) / first,
+                "single_sample_growth_percent": 100 * (end_kib - start_kib) / start_kib if enough else None,
                 "trend_percent_per_1000_scrapes": (
                     None if trend is None else 100 * trend.slope * 100 / trend.intercept  # a sample every 10 scrapes
                 ),
@@ -562,6 +574,12 @@ def soak(args: argparse.Namespace, workdir: Path, env: Mapping[str, str] | None 
                 "job_log_runs_start": log_start,
                 "job_log_runs_end": log_end,
             }
+
+
+def tenths(samples: Sequence[float]) -> tuple[float, float]:
+    """The medians of the first and the last tenth of the samples (at least one sample each)."""
+    window = max(1, len(samples) // 10)
+    return statistics.median(samples[:window]), statistics.median(samples[-window:])
 
 
 # --- report ----------------------------------------------------------------------------------------------
@@ -622,6 +640,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--soak-latency-ms", type=float, default=0.0)
     parser.add_argument("--json", type=Path, default=Path("benchmark-results.json"), help="where to write JSON")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 5 jobs per platform, 3 scrapes")
+    parser.add_argument("--churn", action="store_true", help="run the churn soak (benchmarks/churn.py) instead")
+    parser.add_argument("--churn-days", type=float, default=30.0, help="simulated days of the churn soak")
+    parser.add_argument("--churn-scrapes", type=int, default=CHURN_SCRAPES, help="scrapes over those days")
+    parser.add_argument("--churn-jobs", type=int, default=CHURN_JOBS, help="live jobs per platform")
     parser.add_argument("--shards", help="shard counts, comma separated: measure sharding instead of the sizes")
     parser.add_argument("--shard-jobs", type=int, default=500, help="jobs per platform of the shard counts")
     parser.add_argument("--big-shards", type=int, default=4, help="shard count of the big run; 0 skips it")
@@ -636,56 +658,77 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def soak_text(soaked: dict[str, Any]) -> str:
+    """The RSS growth run's figures; growth and trend only where there are samples enough to tell them."""
+    lines = [
+        f"RSS over {soaked['scrapes']} consecutive scrapes of {soaked['jobs']} jobs, after "
+        f"{soaked['warmup_scrapes']} warm-up scrapes: first and last sample {soaked['rss_start_mib']:.1f} -> "
+        f"{soaked['rss_end_mib']:.1f} MiB, peak {soaked['peak_rss_mib']:.1f} MiB"
+    ]
+    if soaked["growth_percent"] is None:
+        lines.append(
+            f"  too few samples ({len(soaked['rss_every_10_scrapes_mib'])}, one every 10 scrapes) for a growth "
+            f"figure or a trend: they take {MIN_SOAK_SCRAPES} scrapes or more"
+        )
+    else:
+        lines.append(
+            "  median of the first and the last tenth of the samples (one every 10 scrapes): "
+            f"{soaked['rss_first_tenth_median_mib']:.1f} -> {soaked['rss_last_tenth_median_mib']:.1f} MiB "
+            f"({soaked['growth_percent']:+.1f} %; first and last sample alone "
+            f"{soaked['single_sample_growth_percent']:+.1f} %); least-squares trend "
+            f"{soaked['trend_percent_per_1000_scrapes']:+.1f} % per 1,000 scrapes"
+        )
+    lines.append(
+        "  input over the same scrapes (the simulated jobs keep changing state): "
+        f"{soaked['series_start']} -> {soaked['series_end']} series, {soaked['exposition_bytes_start']} -> "
+        f"{soaked['exposition_bytes_end']} exposition bytes ({soaked['input_growth_percent']:+.1f} %), "
+        f"{soaked['job_log_runs_start']} -> {soaked['job_log_runs_end']} runs in the Siren job log"
+    )
+    every_100 = soaked["rss_every_10_scrapes_mib"][::10]
+    lines.append("  RSS every 100 scrapes (MiB): " + " ".join(f"{mib:.1f}" for mib in every_100))
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     load_at_start = os.getloadavg()
+    report: dict[str, Any] = {}
+    problems: list[str] = []
     if args.shards:
         from benchmarks import shards  # it builds on this module's helpers
 
         with tempfile.TemporaryDirectory(prefix="exporter-bench-") as tmp:
-            sharded = shards.run(args, Path(tmp))
-        print(shards.table(sharded))
-        print(f"{os.cpu_count()} CPUs; load average at start {load_at_start}, at end {os.getloadavg()}")
-        args.json.write_text(json.dumps({"shards": sharded}, indent=2))
-        return 0
-    results = []
-    with tempfile.TemporaryDirectory(prefix="exporter-bench-") as tmp:
-        workdir = Path(tmp)
-        for n in args.sizes:
-            results.append(measure_size(args, n, workdir))
-            print(table(results[-1:]).split("\n")[2], file=sys.stderr, flush=True)
-        soaked = soak(args, workdir) if args.soak_scrapes > 0 else None
-    machine = {"cpus": os.cpu_count(), "load_average_at_start": load_at_start, "load_average_at_end": os.getloadavg()}
-    report: dict[str, Any] = {
-        "machine": machine,
-        "results": results,
-        "soak": soaked,
+            report["shards"] = shards.run(args, Path(tmp))
+        print(shards.table(report["shards"]))
+    elif args.churn:
+        from benchmarks import churn  # it builds on this module's helpers
+
+        churned = churn.run(args.churn_days, args.churn_scrapes, args.churn_jobs, echo=True)
+        problems = churned.problems()
+        report["churn"] = churned.as_dict()
+        print(churned.text())
+    else:
+        results = []
+        with tempfile.TemporaryDirectory(prefix="exporter-bench-") as tmp:
+            workdir = Path(tmp)
+            for n in args.sizes:
+                results.append(measure_size(args, n, workdir))
+                print(table(results[-1:]).split("\n")[2], file=sys.stderr, flush=True)
+            soaked = soak(args, workdir) if args.soak_scrapes > 0 else None
+        report.update(results=results, soak=soaked)
+        print(table(results))
+        if soaked is not None:
+            print("\n" + soak_text(soaked))
+    for problem in problems:
+        print(f"FAILED: {problem}")
+    report["machine"] = {
+        "cpus": os.cpu_count(),
+        "load_average_at_start": load_at_start,
+        "load_average_at_end": os.getloadavg(),
     }
-    print(table(results))
-    if soaked is not None:
-        print(
-            f"\nRSS over {soaked['scrapes']} consecutive scrapes of {soaked['jobs']} jobs, after "
-            f"{soaked['warmup_scrapes']} warm-up scrapes (median of the first and the last tenth of the samples): "
-            f"{soaked['rss_first_tenth_median_mib']:.1f} -> {soaked['rss_last_tenth_median_mib']:.1f} MiB "
-            f"({soaked['growth_percent']:+.1f} %), peak {soaked['peak_rss_mib']:.1f} MiB"
-        )
-        trend = soaked["trend_percent_per_1000_scrapes"]
-        print(
-            f"  first and last sample {soaked['rss_start_mib']:.1f} -> {soaked['rss_end_mib']:.1f} MiB "
-            f"({soaked['single_sample_growth_percent']:+.1f} %)"
-            + ("" if trend is None else f"; least-squares trend {trend:+.1f} % per 1,000 scrapes")
-        )
-        print(
-            "  input over the same scrapes (the simulated jobs keep changing state): "
-            f"{soaked['series_start']} -> {soaked['series_end']} series, {soaked['exposition_bytes_start']} -> "
-            f"{soaked['exposition_bytes_end']} exposition bytes ({soaked['input_growth_percent']:+.1f} %), "
-            f"{soaked['job_log_runs_start']} -> {soaked['job_log_runs_end']} runs in the Siren job log"
-        )
-        every_100 = soaked["rss_every_10_scrapes_mib"][::10]
-        print("  RSS every 100 scrapes (MiB): " + " ".join(f"{mib:.1f}" for mib in every_100))
-    print(f"{machine['cpus']} CPUs; load average (1, 5, 15 min) at start {load_at_start}, at end {os.getloadavg()}")
+    print(f"{os.cpu_count()} CPUs; load average (1, 5, 15 min) at start {load_at_start}, at end {os.getloadavg()}")
     args.json.write_text(json.dumps(report, indent=2))
-    return 0
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

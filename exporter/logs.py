@@ -9,7 +9,6 @@ target's values leave when its collector is closed (a reload), so the set stays 
 from __future__ import annotations
 
 import logging
-import re
 import sys
 import threading
 from collections.abc import MutableMapping
@@ -28,7 +27,7 @@ class Redactor:
 
     def __init__(self) -> None:
         self._sinks: list[SecretSlots] = []
-        self._pattern: re.Pattern[str] | None = None
+        self._ordered: tuple[str, ...] = ()
         self._lock = threading.Lock()
 
     def sink(self) -> SecretSlots:
@@ -43,21 +42,23 @@ class Redactor:
             return {value for sink in self._sinks for value in sink.values()}
 
     def redact(self, text: str) -> str:
-        pattern = self._pattern
-        return text if pattern is None else pattern.sub(MASK, text)
+        for value in self._ordered:
+            if value in text:
+                text = text.replace(value, MASK)
+        return text
 
     def __call__(self, _logger: Any, _name: str, event: Any) -> str:
         """The last structlog processor: it receives the rendered line."""
         return self.redact(event if isinstance(event, str) else bytes(event).decode("utf-8", "replace"))
 
     def _changed(self, closed: SecretSlots | None = None) -> None:
-        """Compile the values into one pattern when they change, not on every line."""
+        """Order the values, longest first, when they change, not on every line. (Plain replacement, not one
+        compiled pattern: every renewed token would leave a dead pattern in the `re` module's cache.)"""
         with self._lock:
             if closed is not None and closed in self._sinks:
                 self._sinks.remove(closed)
             values = {value for sink in self._sinks for value in sink.values() if len(value) >= MIN_SECRET_LENGTH}
-            ordered = sorted(values, key=len, reverse=True)
-            self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+            self._ordered = tuple(sorted(values, key=len, reverse=True))
 
 
 class SecretSlots:

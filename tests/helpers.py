@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from benchmarks.inprocess import get as get  # the soaks call the app the same way
 from exporter.app import Exporter, root_model
 from exporter.collectors import COLLECTORS
 from exporter.logs import Redactor
@@ -45,20 +45,6 @@ def make_app(settings: RootSettings, redactor: Redactor | None = None) -> Export
     app = Exporter(settings, (redactor or Redactor()).sink).app
     app.ready.set()
     return app
-
-
-def get(app: ExporterApp, path: str, query: str = "", headers: dict[str, str] | None = None) -> tuple[str, str]:
-    """Call the WSGI app in-process: (status line, body text)."""
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": "GET",
-        "PATH_INFO": path,
-        "QUERY_STRING": query,
-        "wsgi.input": io.BytesIO(),
-    }
-    environ.update(headers or {})
-    seen: list[str] = []
-    body = b"".join(app(environ, lambda status, _headers: seen.append(status)))
-    return seen[0], body.decode()
 
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

@@ -4,8 +4,10 @@ The exporter runs in this process (its WSGI app called directly, as Prometheus' 
 the simulator runs in a child process, driven through its /_sim/ control API, so the figures measure the
 exporter alone. Every scrape must answer 200 within the budget. Memory, threads and open descriptors are
 measured at two quiet points, after a warm-up and at the end (faults cleared, back-offs over, a few clean
-scrapes): resident memory may grow less than 5 %, threads and descriptors not at all, and no collection
-may stay in flight past its budget.
+scrapes more, then at rest: upstream connections closed, the last rendering dropped): resident memory may
+grow less than 5 %, threads and descriptors not at all, and no collection may stay in flight past its budget.
+Threads and descriptors are also counted after every scrape of the run, connections open, and reported as a
+range.
 
     /tmp/venv/bin/python -m tests.soak --scrapes 2000        # the long run (about 2 to 3 minutes)
 
@@ -15,10 +17,7 @@ tests/test_soak.py runs a short version in CI.
 from __future__ import annotations
 
 import argparse
-import gc
-import os
 import random
-import re
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from typing import Any
 import requests
 import yaml
 
+from benchmarks.inprocess import Figures, LogSink, open_fds
 from exporter import logs
 from exporter.server import ExporterApp
 from exporter.simulator.process import announced, command
@@ -62,22 +62,23 @@ KINDS: dict[str, int] = {  # fault kind -> weight
 
 
 @dataclass
-class Figures:
-    rss_kib: int
-    threads: int
-    fds: int
+class Span:
+    """The least and the most of a count seen during the run."""
 
-    @classmethod
-    def now(cls) -> Figures:
-        gc.collect()
-        status = Path("/proc/self/status").read_text()
-        rss = int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE).group(1))  # type: ignore[union-attr]
-        return cls(rss, threading.active_count(), len(os.listdir("/proc/self/fd")))
+    low: int = sys.maxsize
+    high: int = 0
+
+    def add(self, value: int) -> None:
+        self.low, self.high = min(self.low, value), max(self.high, value)
+
+    def __str__(self) -> str:
+        return f"{self.low} to {self.high}"
 
 
 @dataclass
 class Report:
-    scrapes: int = 0
+    scrapes: int = 0  # the run's own scrapes
+    quiet_scrapes: int = 0  # the clean ones at the quiet points
     faults: Counter[str] = field(default_factory=Counter)
     failed_scrapes: int = 0  # scrapes where some target reported ingestion_scrape_success 0
     slowest: float = 0.0
@@ -87,6 +88,8 @@ class Report:
     seconds: float = 0.0
     start: Figures | None = None
     end: Figures | None = None
+    threads: Span = field(default_factory=Span)  # after every scrape of the run, upstream connections open
+    fds: Span = field(default_factory=Span)
 
     @property
     def rss_growth_percent(self) -> float:
@@ -98,13 +101,15 @@ class Report:
         kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(self.faults.items()))
         return "\n".join(
             [
-                f"scrapes {self.scrapes} in {self.seconds:.1f}s (slowest {self.slowest:.2f}s, budget {BUDGET}s), "
-                f"{self.failed_scrapes} with a target failing",
+                f"scrapes {self.scrapes}, and {self.quiet_scrapes} more at the quiet points, in {self.seconds:.1f}s "
+                f"(slowest {self.slowest:.2f}s, budget {BUDGET}s); {self.failed_scrapes} of all "
+                f"{self.scrapes + self.quiet_scrapes} with a target failing",
                 f"faults injected {sum(self.faults.values())}: {kinds}",
-                f"RSS start {self.start.rss_kib / 1024:.1f} MiB, end {self.end.rss_kib / 1024:.1f} MiB, "
-                f"growth {self.rss_growth_percent:+.2f} %",
-                f"threads start {self.start.threads}, end {self.end.threads}",
-                f"open fds start {self.start.fds}, end {self.end.fds}",
+                "at the quiet points (after the warm-up, at the end; upstream connections closed): "
+                f"RSS {self.start.rss_kib / 1024:.1f} -> {self.end.rss_kib / 1024:.1f} MiB "
+                f"({self.rss_growth_percent:+.2f} %), threads {self.start.threads} -> {self.end.threads}, "
+                f"open fds {self.start.fds} -> {self.end.fds}",
+                f"during the run (upstream connections open): threads {self.threads}, open fds {self.fds}",
                 f"collections overrun {self.overruns}, stuck in flight {self.stuck}, "
                 f"tracebacks logged {self.tracebacks}",
             ]
@@ -126,25 +131,6 @@ class Report:
         if self.slowest > BUDGET + GRACE:
             found.append(f"a scrape took {self.slowest:.2f}s")
         return found
-
-
-class _LogSink:
-    """Where the exporter's log goes during a soak: lines are counted, not kept (keeping them would grow RSS)."""
-
-    def __init__(self) -> None:
-        self.overruns = 0
-        self.tracebacks = 0
-
-    def write(self, text: str) -> int:
-        self.overruns += text.count("collection overran its budget")
-        self.tracebacks += text.count("Traceback")
-        return len(text)
-
-    def flush(self) -> None:
-        pass
-
-    def isatty(self) -> bool:
-        return False
 
 
 @contextmanager
@@ -200,7 +186,7 @@ def random_fault(rng: random.Random) -> dict[str, Any]:
 def run(scrapes: int, seed: int = 1, echo: bool = True) -> Report:
     rng = random.Random(seed)
     report = Report()
-    sink = _LogSink()
+    sink = LogSink()
     logs.configure(logs.Redactor(), "info", "json", sink)  # type: ignore[arg-type]
     warm_up = max(100, scrapes // 10)  # caches, pools and label sets fill up first
     started = time.monotonic()
@@ -210,18 +196,18 @@ def run(scrapes: int, seed: int = 1, echo: bool = True) -> Report:
         in_flight: dict[str, tuple[object, float]] = {}
 
         def scrape() -> None:
+            number = report.scrapes + report.quiet_scrapes + 1
             began = time.monotonic()
             status, body = get(app, "/metrics")
             took = time.monotonic() - began
             if not status.startswith("200"):
-                raise AssertionError(f"scrape {report.scrapes}: {status}")
+                raise AssertionError(f"scrape {number}: {status}")
             report.slowest = max(report.slowest, took)
-            report.scrapes += 1
             success = [
                 line.rsplit(" ", 1)[-1] for line in body.splitlines() if line.startswith("ingestion_scrape_success{")
             ]  # parsing all samples would dominate
             if len(success) != len(app.runners.by_name):
-                raise AssertionError(f"scrape {report.scrapes}: {len(success)} ingestion_scrape_success samples")
+                raise AssertionError(f"scrape {number}: {len(success)} ingestion_scrape_success samples")
             if any(float(v) == 0.0 for v in success):
                 report.failed_scrapes += 1
             check_in_flight(app, in_flight, report)
@@ -231,11 +217,8 @@ def run(scrapes: int, seed: int = 1, echo: bool = True) -> Report:
             time.sleep(QUIET_SECONDS)
             for _ in range(3):
                 scrape()
-            # Idle keep-alive connections are the pools' to keep (how many depends on the last peak of
-            # concurrency); dropping them first leaves only descriptors nobody owns.
-            for runner in app.runners.by_name.values():
-                runner.collector.upstream.session.close()
-            return Figures.now()
+                report.quiet_scrapes += 1
+            return Figures.at_rest(app)
 
         for index in range(scrapes):
             if index == warm_up:
@@ -248,10 +231,14 @@ def run(scrapes: int, seed: int = 1, echo: bool = True) -> Report:
                 control.post(f"{url}/_sim/faults", json=rule, timeout=5).raise_for_status()
                 report.faults[rule["kind"]] += 1
             scrape()
+            report.scrapes += 1
+            report.threads.add(threading.active_count())
+            report.fds.add(open_fds())
             if echo and (index + 1) % 250 == 0:
                 now = Figures.now()
                 print(
-                    f"... {index + 1} scrapes, RSS {now.rss_kib / 1024:.1f} MiB, threads {now.threads}, fds {now.fds}",
+                    f"... {index + 1} scrapes, RSS {now.rss_kib / 1024:.1f} MiB, threads {now.threads}, "
+                    f"open fds {now.fds} (upstream connections open)",
                     file=sys.stderr,
                     flush=True,
                 )

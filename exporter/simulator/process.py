@@ -9,10 +9,11 @@ from __future__ import annotations
 import sys
 
 
-def command(*, listen: str = "127.0.0.1:0", **flags: object) -> list[str]:
-    """`jobs=4` is `--jobs 4`, `job_log_seconds=600` is `--job-log-seconds 600`, `seed=True` is `--seed`."""
-    argv = [sys.executable, "-m", "exporter.simulator", "--listen", listen]
-    for key, value in flags.items():
+def command(**flags: object) -> list[str]:
+    """`jobs=4` is `--jobs 4`, `job_log_seconds=600` is `--job-log-seconds 600`, `seed=True` is `--seed`; it
+    listens on a free loopback port unless `listen` says otherwise."""
+    argv = [sys.executable, "-m", "exporter.simulator"]
+    for key, value in {"listen": "127.0.0.1:0", **flags}.items():
         flag = "--" + key.replace("_", "-")
         if value is True:
             argv.append(flag)
