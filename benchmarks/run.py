@@ -648,6 +648,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--shard-jobs", type=int, default=500, help="jobs per platform of the shard counts")
     parser.add_argument("--big-shards", type=int, default=4, help="shard count of the big run; 0 skips it")
     parser.add_argument("--big-shard-jobs", type=int, default=2500, help="jobs per platform of the big run")
+    parser.add_argument(
+        "--shard-interval", type=float, default=10.0, help="scrape interval the shards' scrapes spread over; 0: at once"
+    )
     args = parser.parse_args(argv)
     args.shards = [int(count) for count in args.shards.split(",")] if args.shards else []
     if args.quick:

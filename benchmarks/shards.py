@@ -1,9 +1,11 @@
 """Sharding benchmark: the same jobs collected by 1, 2 or 4 exporter processes, as `--shard=I --total-shards=N`.
 
     python -m benchmarks.run --shards 1,2,4 [--shard-jobs 500] [--big-shards 4 --big-shard-jobs 2500]
+                             [--shard-interval 10]
 
 For each shard count N, N exporter processes watch one simulator (jobs per platform, four platforms); every round
-scrapes all N at once, as Prometheus' scrapes of a StatefulSet's pods come, after the warm-up rounds. Per N it
+scrapes all N, after the warm-up rounds: at once with `--shard-interval 0` (the worst case), else spread over the
+interval as Prometheus spreads the scrapes of its targets (shard i at i/N of it). Per N it
 reports a shard's median and p95 scrape wall, the CPU per scrape of each shard (and all of them together), and the
 upstream requests of a round against the unsharded floor plus what each further shard repeats: its own job list
 pages and Siren's running list and job log, and a Cloud Stream metrics call part-filled. The big run is one
@@ -75,10 +77,21 @@ def _rounds(
     floor: dict[str, dict[str, float]],
 ) -> dict[str, Any]:
     clients = [requests.Session() for _ in shards]
+    interval = args.shard_interval
     with ThreadPoolExecutor(total) as pool:
 
         def round_walls() -> list[float]:
-            return list(pool.map(lambda pair: scrape(pair[0], pair[1][1])[0], zip(clients, shards, strict=True)))
+            """One scrape of every shard; with an interval, shard i's at i/N of it, as Prometheus spreads the
+            scrapes of its targets over the interval (each target at an offset of its own)."""
+            start = time.perf_counter()
+
+            def one(index: int) -> float:
+                time.sleep(max(0.0, start + index * interval / total - time.perf_counter()))
+                return scrape(clients[index], shards[index][1])[0]
+
+            walls = list(pool.map(one, range(total)))
+            time.sleep(max(0.0, start + interval - time.perf_counter()))
+            return walls
 
         for _ in range(args.warmup):
             round_walls()
@@ -101,6 +114,7 @@ def _rounds(
         "jobs": 4 * n,
         "shards": total,
         "scrapes": args.scrapes,
+        "interval_s": interval,
         "wall_median_s": statistics.median(walls),
         "wall_p95_s": walls[min(len(walls) - 1, math.ceil(0.95 * len(walls)) - 1)],
         "cpu_per_scrape_by_shard_s": cpu,
