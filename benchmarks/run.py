@@ -118,8 +118,10 @@ def simulator(
 
 
 @contextmanager
-def exporter(config: Path, env: Mapping[str, str] | None = None) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """The exporter as a process of its own, `env` added to this environment: (process, url)."""
+def exporter(
+    config: Path, env: Mapping[str, str] | None = None, flags: Sequence[str] = ()
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """The exporter as a process of its own, `env` added to this environment, with extra flags: (process, url)."""
     process = subprocess.Popen(  # noqa: S603 - this interpreter and fixed arguments
         [
             sys.executable,
@@ -133,6 +135,7 @@ def exporter(config: Path, env: Mapping[str, str] | None = None) -> Iterator[tup
             "json",
             "--log.level",
             "warning",
+            *flags,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -641,7 +644,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--churn-days", type=float, default=30.0, help="simulated days of the churn soak")
     parser.add_argument("--churn-scrapes", type=int, default=CHURN_SCRAPES, help="scrapes over those days")
     parser.add_argument("--churn-jobs", type=int, default=CHURN_JOBS, help="live jobs per platform")
+    parser.add_argument("--shards", help="shard counts, comma separated: measure sharding instead of the sizes")
+    parser.add_argument("--shard-jobs", type=int, default=500, help="jobs per platform of the shard counts")
+    parser.add_argument("--big-shards", type=int, default=4, help="shard count of the big run; 0 skips it")
+    parser.add_argument("--big-shard-jobs", type=int, default=2500, help="jobs per platform of the big run")
+    parser.add_argument(
+        "--shard-interval", type=float, default=10.0, help="scrape interval the shards' scrapes spread over; 0: at once"
+    )
     args = parser.parse_args(argv)
+    args.shards = [int(count) for count in args.shards.split(",")] if args.shards else []
     if args.quick:
         args.sizes, args.scrapes, args.warmup, args.floor_repeat = "5", 3, 1, 1
         args.soak_scrapes, args.soak_jobs, args.latency_ms = 20, 5, min(args.latency_ms, 5.0)
@@ -686,7 +697,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_at_start = os.getloadavg()
     report: dict[str, Any] = {}
     problems: list[str] = []
-    if args.churn:
+    if args.shards:
+        from benchmarks import shards  # it builds on this module's helpers
+
+        with tempfile.TemporaryDirectory(prefix="exporter-bench-") as tmp:
+            report["shards"] = shards.run(args, Path(tmp))
+        print(shards.table(report["shards"]))
+    elif args.churn:
         from benchmarks import churn  # it builds on this module's helpers
 
         churned = churn.run(args.churn_days, args.churn_scrapes, args.churn_jobs, echo=True)

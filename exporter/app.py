@@ -35,9 +35,12 @@ def root_model() -> type[RootSettings]:
     return settings_model(target_models())
 
 
-def load(model: type[RootSettings], path: Path | None) -> RootSettings:
-    """The configuration file's settings (with the environment's overrides), or a ConfigError."""
-    settings = load_settings(model, path)
+def load(
+    model: type[RootSettings], path: Path | None, shard: int | None = None, total_shards: int | None = None
+) -> RootSettings:
+    """The configuration file's settings (with the environment's overrides and the command line's shard), or a
+    ConfigError."""
+    settings = load_settings(model, path).with_shard(shard, total_shards)
     if not settings.all_targets():
         raise ConfigError(["targets: no targets configured; give --config.file FILE (or try --demo)"])
     return settings
@@ -76,11 +79,13 @@ class Exporter:
         except Exception:
             runners.close()
             raise
+        self.telemetry.shard(settings.sharding())
         return runners
 
     def _runner(self, settings: RootSettings, target: TargetSettings) -> TargetRunner:
         platform = target.platform
-        collector = COLLECTORS[platform](target, Upstream(platform, target, self.telemetry), self._sinks())
+        upstream = Upstream(platform, target, self.telemetry)
+        collector = COLLECTORS[platform](target, upstream, self._sinks(), settings.sharding())
         self.telemetry.start_target(platform, target.name)
         if target.tls.insecure_skip_verify:
             log.warning("TLS verification is off for this target", target=target.name, platform=platform)

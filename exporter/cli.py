@@ -22,6 +22,7 @@ from exporter import __version__, app, logs
 from exporter.reload import Reloader
 from exporter.server import serve
 from exporter.settings import ConfigError, RootSettings, masked
+from exporter.sharding import ordinal_of_pod
 from exporter.webconfig import WebConfigHolder, load_web_config
 
 DEFAULT_LISTEN = ":9867"
@@ -57,8 +58,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="Validate the configuration, print it with secrets masked, exit 0 (valid) or 2.",
     )
+    sharding = parser.add_mutually_exclusive_group()
+    sharding.add_argument(
+        "--shard", type=int, help="This process's shard of the jobs, from 0 (default: the config file's, else 0)."
+    )
+    sharding.add_argument(
+        "--shard.from-pod-name",
+        dest="shard_pod_name",
+        metavar="POD_NAME",
+        help="Take the shard from a StatefulSet pod's name, its ordinal suffix (ingestion-exporter-2: shard 2).",
+    )
+    parser.add_argument(
+        "--total-shards", type=int, help="How many processes share the jobs (default: the config file's, else 1)."
+    )
     parser.add_argument("--version", action="version", version=f"ingestion-exporter {__version__}")
     args = parser.parse_args(argv)
+    if args.shard_pod_name is not None:
+        args.shard = ordinal_of_pod(args.shard_pod_name)
+        if args.shard is None:
+            parser.error(f"--shard.from-pod-name: {args.shard_pod_name!r} does not end in -<ordinal>")
     if not args.telemetry_path.startswith("/") or args.telemetry_path in (
         "/",
         "/probe",
@@ -88,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, model: type[RootSettings], config_file: Path | None, redactor: logs.Redactor) -> int:
     try:
-        settings = app.load(model, config_file)
+        settings = app.load(model, config_file, args.shard, args.total_shards)
     except ConfigError as exc:
         for line in exc.lines:
             print(f"invalid configuration: {line}", file=sys.stderr)
@@ -106,7 +124,7 @@ def _run(args: argparse.Namespace, model: type[RootSettings], config_file: Path 
     exporter = app.Exporter(settings, redactor.sink, args.telemetry_path)
     reloader = exporter.app.reload = Reloader(
         exporter,
-        functools.partial(app.load, model, config_file),
+        functools.partial(app.load, model, config_file, args.shard, args.total_shards),
         functools.partial(load_web_config, args.web_config_file) if args.web_config_file else None,
         web,
     )

@@ -32,6 +32,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from exporter.sharding import Shard
+
 ENV_PREFIX = "INGESTION_EXPORTER_"
 MASK = "**********"
 """What a secret is shown as, wherever the configuration is shown."""
@@ -193,6 +195,8 @@ class RootSettings(BaseSettings):
     state_series: Literal["full", "sparse"] = Field(
         "full", description="`full`: every state of the fixed set as 0/1; `sparse`: only the current state's series."
     )
+    shard: int = Field(0, ge=0, description="This process's shard, from 0; it collects only the jobs hashed to it.")
+    total_shards: int = Field(1, ge=1, le=1024, description="How many processes share the jobs.")
 
     @classmethod
     def settings_customise_sources(
@@ -209,6 +213,27 @@ class RootSettings(BaseSettings):
     def all_targets(self) -> Sequence[TargetSettings]:
         targets: Sequence[TargetSettings] = getattr(self, "targets", ())
         return targets
+
+    def sharding(self) -> Shard:
+        return Shard(self.shard, self.total_shards)
+
+    def with_shard(self, shard: int | None, total_shards: int | None) -> RootSettings:
+        """These settings with the command line's shard and total, which win over the file and the environment."""
+        shard = self.shard if shard is None else shard
+        total_shards = self.total_shards if total_shards is None else total_shards
+        if total_shards < 1 or not 0 <= shard < total_shards:
+            raise ConfigError([f"shard: {shard} is not one of the {total_shards} shards (0 to {total_shards - 1})"])
+        return self.model_copy(update={"shard": shard, "total_shards": total_shards})
+
+    @model_validator(mode="after")
+    def _shard_in_range(self) -> RootSettings:
+        if self.shard >= self.total_shards:
+            raise PydanticCustomError(
+                "shard",
+                "shard: {shard} is not below total_shards {total}",
+                {"shard": self.shard, "total": self.total_shards},
+            )
+        return self
 
     @model_validator(mode="after")
     def _unique_names(self) -> RootSettings:

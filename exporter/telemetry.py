@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from exporter import __version__
 from exporter.metrics import NAMESPACE
+from exporter.sharding import Shard
 
 Reason = Literal["auth", "timeout", "connection", "http_status", "rate_limited", "invalid_response"]
 """Why an upstream call failed: the `reason` label of ingestion_scrape_errors_total."""
@@ -66,6 +67,18 @@ class Telemetry:
             namespace=NAMESPACE,
             registry=registry,
         )
+        self.shard_ordinal = Gauge(
+            "exporter_shard_ordinal",
+            "Which shard of the jobs this process collects, from 0 (see ingestion_exporter_total_shards).",
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.total_shards = Gauge(
+            "exporter_total_shards",
+            "How many exporter processes share the jobs; 1 when this one collects them all.",
+            namespace=NAMESPACE,
+            registry=registry,
+        )
         self.config_reload_success.set(1)
         self.config_reload_timestamp.set_to_current_time()
 
@@ -73,3 +86,7 @@ class Telemetry:
         """Create every reason's series at 0 so `increase()` sees the first error."""
         for reason in ERROR_REASONS:
             self.scrape_errors.labels(platform, target, reason)
+
+    def shard(self, shard: Shard) -> None:
+        self.shard_ordinal.set(shard.ordinal)
+        self.total_shards.set(shard.total)

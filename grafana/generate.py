@@ -57,6 +57,10 @@ THRESHOLDS: dict[str, Threshold] = {
     "target_unreachable_for": Threshold("5m", "How long the exporter may fail to read a whole target."),
     "target_scrape_errors_for": Threshold("15m", "How long a target may keep failing some upstream calls."),
     "exporter_absent_for": Threshold("5m", "How long Prometheus may have no series from any exporter."),
+    "shards_missing_for": Threshold("5m", "How long some shards of a sharded exporter may go unscraped."),
+    "sharding_mismatch_for": Threshold(
+        "15m", "How long an exporter's processes may disagree on the shards (a resharding rollout takes a while)."
+    ),
     "runbook_url": Threshold(
         "https://github.com/ingestion-exporter/ingestion-exporter/blob/main/grafana/alerts/runbook.md",
         "Where the runbook is published; each alert links to its own section (#alertname in lower case).",
@@ -109,6 +113,17 @@ def recording_rules() -> list[dict[str, Any]]:
         {"record": BYTES_RATE, "expr": _either(BYTE_RATES) + "\n"},
     ]
 
+
+# Every exporter process (every shard) reports each target's scrape result for its own calls: the target fails
+# when any of them failed, as it would for one process making all the calls. The target is read when any of its
+# jobs, each collected by one process, has a known state.
+TARGET_FAILING = "min by (platform, target) (ingestion_scrape_success) == 0"
+JOB_READ = '(ingestion_job_state{state!="unknown"} == 1)'
+
+# Each exporter process says which shard it is (a value, not a label) and of how many; the processes of one
+# exporter share the `job` label of their scrape configuration.
+SHARDS_UP = 'count by (job) (count_values by (job) ("shard", ingestion_exporter_shard_ordinal))'
+TOTAL_SHARDS = "max by (job) (ingestion_exporter_total_shards)"
 
 _WHO = "Job {{ $labels.job_name }} ({{ $labels.job_id }}) on {{ $labels.platform }} target {{ $labels.target }}"
 
@@ -202,8 +217,7 @@ def alert_rules(p: Mapping[str, str]) -> list[dict[str, Any]]:
         ),
         _alert(
             "IngestionTargetUnreachable",
-            "ingestion_scrape_success == 0\n"
-            'unless on (platform, target)\n(ingestion_job_state{state!="unknown"} == 1)\n',
+            f"{TARGET_FAILING}\nunless on (platform, target)\n{JOB_READ}\n",
             p["target_unreachable_for"],
             "critical",
             "The exporter cannot read {{ $labels.platform }} target {{ $labels.target }}.",
@@ -214,7 +228,7 @@ def alert_rules(p: Mapping[str, str]) -> list[dict[str, Any]]:
         ),
         _alert(
             "IngestionTargetScrapeErrors",
-            'ingestion_scrape_success == 0\nand on (platform, target)\n(ingestion_job_state{state!="unknown"} == 1)\n',
+            f"{TARGET_FAILING}\nand on (platform, target)\n{JOB_READ}\n",
             p["target_scrape_errors_for"],
             "warning",
             "Some upstream calls to {{ $labels.platform }} target {{ $labels.target }} fail.",
@@ -230,6 +244,40 @@ def alert_rules(p: Mapping[str, str]) -> list[dict[str, Any]]:
             "The ingestion exporter is gone from Prometheus.",
             f"Prometheus has scraped no ingestion exporter successfully for more than {p['exporter_absent_for']}; "
             "no ingestion job is watched.",
+            p,
+        ),
+        _alert(
+            "IngestionExporterShardsMissing",
+            f"{TOTAL_SHARDS}\n-\n{SHARDS_UP}\n> 0\n",
+            p["shards_missing_for"],
+            "critical",
+            "Shards of the ingestion exporter (job {{ $labels.job }}) are not scraped.",
+            "Exporter job {{ $labels.job }} has been missing {{ $value }} of its shards for more than "
+            f"{p['shards_missing_for']}: the ingestion jobs hashed to them are not watched and none of their "
+            "alerts can fire.",
+            p,
+        ),
+        _alert(
+            "IngestionExporterShardingMismatch",
+            f"{TOTAL_SHARDS}\n!=\nmin by (job) (ingestion_exporter_total_shards)\n",
+            p["sharding_mismatch_for"],
+            "critical",
+            "The processes of the ingestion exporter (job {{ $labels.job }}) disagree on the number of shards.",
+            "The processes of exporter job {{ $labels.job }} have run with different --total-shards (up to "
+            f"{{{{ $value }}}}) for more than {p['sharding_mismatch_for']}: some ingestion jobs belong to no "
+            "process and are not watched, others are collected twice.",
+            p,
+        ),
+        _alert(
+            "IngestionExporterShardDuplicated",
+            'count_values by (job) ("shard", ingestion_exporter_shard_ordinal) > 1\n'
+            f"and on (job)\n{TOTAL_SHARDS} > 1\n",
+            p["sharding_mismatch_for"],
+            "warning",
+            "Shard {{ $labels.shard }} of the ingestion exporter (job {{ $labels.job }}) is collected more than once.",
+            "{{ $value }} processes of exporter job {{ $labels.job }} have collected shard {{ $labels.shard }} for "
+            f"more than {p['sharding_mismatch_for']}: each of its ingestion jobs is read, and alerts, once per "
+            "process.",
             p,
         ),
     ]
@@ -465,6 +513,12 @@ def state_code(family: str, selector: str, by: str) -> str:
     )
 
 
+def per_shard(family: str) -> str:
+    """A target-level family's series, each with a `shard` label: the shard of the process that exposes it."""
+    shard = 'count_values without () ("shard", ingestion_exporter_shard_ordinal)'
+    return f"{family}{{{SEL}}} * on (job, instance) group_left (shard) {shard}"
+
+
 def platform_target_variables(multi: bool) -> list[dict[str, Any]]:
     return [
         query_variable("platform", "Platform", "label_values(ingestion_scrape_success, platform)", multi),
@@ -514,9 +568,15 @@ def overview() -> dict[str, Any]:
     b.add(
         "table",
         "Targets the exporter cannot read",
-        "Each target with the worst scrape result of the last 15 minutes: 'cannot read' means at least one "
-        "upstream call failed; the exporter health dashboard shows why.",
-        [target(f"min_over_time(ingestion_scrape_success{{{SEL}}}[15m])", instant=True, table=True)],
+        "Each target with the worst scrape result of the last 15 minutes, of every exporter shard: 'cannot read' "
+        "means at least one upstream call failed; the exporter health dashboard shows why.",
+        [
+            target(
+                f"min by (platform, target) (min_over_time(ingestion_scrape_success{{{SEL}}}[15m]))",
+                instant=True,
+                table=True,
+            )
+        ],
         w=8,
         h=6,
         mappings=[
@@ -538,12 +598,7 @@ def overview() -> dict[str, Any]:
                 ],
             }
         ],
-        transformations=[
-            {
-                "id": "organize",
-                "options": {"excludeByName": {"Time": True, "__name__": True, "job": True, "instance": True}},
-            }
-        ],
+        transformations=[{"id": "organize", "options": {"excludeByName": {"Time": True}}}],
     )
     b.add(
         "timeseries",
@@ -884,8 +939,8 @@ def exporter_health() -> dict[str, Any]:
     b.add(
         "state-timeline",
         "Scrape success per target",
-        "Whether every upstream call for the target succeeded.",
-        [target(f"ingestion_scrape_success{{{SEL}}}", "{{platform}} {{target}}")],
+        "Whether every upstream call for the target succeeded, on every exporter shard.",
+        [target(f"min by (platform, target) (ingestion_scrape_success{{{SEL}}})", "{{platform}} {{target}}")],
         w=24,
         h=6,
         mappings=[
@@ -902,15 +957,15 @@ def exporter_health() -> dict[str, Any]:
     b.add(
         "timeseries",
         "Scrape duration per target",
-        "Wall time each target's collection took.",
-        [target(f"ingestion_scrape_duration_seconds{{{SEL}}}", "{{platform}} {{target}}")],
+        "Wall time each target's collection took (the slowest exporter shard's).",
+        [target(f"max by (platform, target) (ingestion_scrape_duration_seconds{{{SEL}}})", "{{platform}} {{target}}")],
         unit="s",
     )
     b.add(
         "timeseries",
         "Jobs discovered",
-        "Jobs the exporter knows per target.",
-        [target(f"ingestion_jobs_discovered{{{SEL}}}", "{{platform}} {{target}}")],
+        "Jobs the exporter knows per target (all its shards together).",
+        [target(f"sum by (platform, target) (ingestion_jobs_discovered{{{SEL}}})", "{{platform}} {{target}}")],
         unit="short",
     )
     b.add(
@@ -957,11 +1012,41 @@ def exporter_health() -> dict[str, Any]:
     b.add(
         "table",
         "Exporter builds",
-        "Version of each exporter instance Prometheus scrapes.",
+        "Version of each exporter process (each shard) Prometheus scrapes.",
         [target("ingestion_exporter_build_info", instant=True, table=True)],
         transformations=[
             {"id": "organize", "options": {"excludeByName": {"Time": True, "Value": True, "__name__": True}}}
         ],
+    )
+    b.add(
+        "stat",
+        "Shards up",
+        "Shards of each exporter (scrape job) Prometheus scrapes, of the total its processes were started with; "
+        "an unsharded exporter is one shard of one.",
+        [
+            target(SHARDS_UP, "{{job}} up", "A"),
+            target(TOTAL_SHARDS, "{{job}} total", "B"),
+        ],
+        w=4,
+        unit="short",
+        options={"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "none", "textMode": "value_and_name"},
+    )
+    b.add(
+        "timeseries",
+        "Scrape duration per shard",
+        "Wall time of each exporter shard's slowest target collection: a shard far above the others has more than "
+        "its share of the work.",
+        [target(f"max by (job, shard) ({per_shard('ingestion_scrape_duration_seconds')})", "{{job}} shard {{shard}}")],
+        w=10,
+        unit="s",
+    )
+    b.add(
+        "timeseries",
+        "Jobs per shard",
+        "Jobs each shard collects, of the selected targets.",
+        [target(f"sum by (job, shard) ({per_shard('ingestion_jobs_discovered')})", "{{job}} shard {{shard}}")],
+        w=10,
+        unit="short",
     )
     return dashboard(
         "ingestion-exporter-health",

@@ -63,6 +63,24 @@ def test_quick_benchmark_runs_and_reports_floors_and_ratios(tmp_path: Path) -> N
     assert "too few samples (3, one every 10 scrapes)" in done.stdout and "least-squares" not in done.stdout
 
 
+def test_shards_mode_shares_the_jobs_at_the_sharded_request_floor(tmp_path: Path) -> None:
+    report_file = tmp_path / "shards.json"
+    arguments = ["--shards", "1,2", "--shard-jobs", "10", "--big-shards", "0", "--scrapes", "2", "--warmup", "1"]
+    arguments += ["--latency-ms", "2", "--shard-interval", "0", "--json", str(report_file)]
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", *arguments], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    one, two = json.loads(report_file.read_text())["shards"]
+    assert (one["shards"], two["shards"]) == (1, 2) and len(two["cpu_per_scrape_by_shard_s"]) == 2
+    assert all(cpu > 0 for cpu in two["cpu_per_scrape_by_shard_s"]) and two["wall_median_s"] > 0
+    # Two shards make one process's per-job calls between them and repeat only the target-level ones (a new
+    # Informatica run during the rounds adds a jobs-resource read: a few calls of slack).
+    floor, repeated = one["requests_floor_unsharded"], two["requests_floor_sharded"] - one["requests_floor_unsharded"]
+    assert floor <= one["requests_per_round"] <= floor + 3
+    assert 0 < two["requests_per_round"] - one["requests_per_round"] <= repeated + 3
+
+
 def test_churn_mode_reports_the_soak_alone(tmp_path: Path) -> None:
     report_file = tmp_path / "churn.json"
     arguments = ["--churn", "--churn-days", "0.5", "--churn-scrapes", "60", "--churn-jobs", "5"]

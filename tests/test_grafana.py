@@ -184,6 +184,8 @@ def test_every_alert_is_complete() -> None:
             assert "$labels.job_name" in notes["summary"] and "$labels.platform" in notes["summary"], name
         elif name.startswith("IngestionTarget"):
             assert "$labels.platform" in notes["description"] and "$labels.target" in notes["description"], name
+        elif name.startswith("IngestionExporterShard"):  # one exporter's processes: their scrape job
+            assert "$labels.job" in notes["summary"] and "$labels.job" in notes["description"], name
 
 
 def test_every_alert_has_a_firing_and_a_silent_unit_test() -> None:
@@ -235,6 +237,10 @@ def test_alertmanager_example_inhibits_job_alerts_of_an_unreachable_target() -> 
     job_alerts = {a["alert"] for a in alerts() if a["alert"].startswith("IngestionJob")}
     assert job_alerts and all(re.fullmatch(pattern.group(1), name) for name in job_alerts)
     assert not re.fullmatch(pattern.group(1), "IngestionTargetUnreachable")
+    # The alert combines every exporter process's series and keeps the labels the rule matches on.
+    unreachable = next(a for a in alerts() if a["alert"] == "IngestionTargetUnreachable")
+    kept = re.match(r"\w+ by \(([^()]*)\)", unreachable["expr"])
+    assert kept is not None and set(rule["equal"]) <= {label.strip() for label in kept.group(1).split(",")}
     amtool = shutil.which("amtool")
     assert amtool is not None, "amtool is missing: apt-get install prometheus-alertmanager"
     result = subprocess.run(
@@ -348,8 +354,58 @@ def test_dashboards_cover_what_the_on_call_needs() -> None:
         "ingestion_upstream_request_duration_seconds_bucket",
         "ingestion_scrape_errors_total",
         "ingestion_jobs_discovered",
+        "ingestion_exporter_shard_ordinal",
+        "ingestion_exporter_total_shards",
     ):
         assert family in health
+
+
+# Every exporter process (every shard) exposes these for each target, about its own share of the work.
+PER_PROCESS_TARGET_FAMILIES = {
+    "ingestion_scrape_success",
+    "ingestion_scrape_duration_seconds",
+    "ingestion_jobs_discovered",
+    "ingestion_scrape_errors_total",
+    "ingestion_upstream_requests_total",
+    "ingestion_upstream_request_duration_seconds_bucket",
+}
+_AGGREGATION = re.compile(r"\b(?:sum|min|max|count|avg)\s+by\s*\(([^()]*)\)\s*\(")
+
+
+def outside_aggregations(expr: str) -> str:
+    """The expression with each `by` aggregation cut out whole, once checked to drop the labels of the process."""
+    while found := _AGGREGATION.search(expr):
+        labels = {label.strip() for label in found.group(1).split(",")}
+        assert not labels & {"instance", "pod"}, f"keeps one series per exporter process: {expr}"
+        depth, end = 1, found.end()
+        while depth:
+            depth += {"(": 1, ")": -1}.get(expr[end], 0)
+            end += 1
+        expr = expr[: found.start()] + expr[end:]
+    return expr
+
+
+def test_outside_aggregations_cuts_each_aggregation_whole() -> None:
+    expr = "histogram_quantile(0.5, sum by (le) (rate(a[5m]))) and max by (job) (b * on (instance) c) or d"
+    assert outside_aggregations(expr) == "histogram_quantile(0.5, ) and  or d"
+    with pytest.raises(AssertionError, match="per exporter process"):
+        outside_aggregations("min by (platform, instance) (ingestion_scrape_success)")
+
+
+def test_target_level_series_are_combined_over_the_exporters_shards() -> None:
+    """Rules and panels read a target's per-process series only through aggregations that drop the process, so
+    they show one answer per target however many shards share the jobs."""
+    queries = [(f"{board} {what}", expr) for board, what, expr in panel_queries() if what.startswith("panel")]
+    queries += [
+        (rule.get("alert") or rule["record"], rule["expr"])
+        for group in rules_document()["groups"]
+        for rule in group["rules"]
+    ]
+    readers = [(where, expr) for where, expr in queries if metric_names(expr) & PER_PROCESS_TARGET_FAMILIES]
+    assert len(readers) >= 10
+    for where, expr in readers:
+        left = metric_names(outside_aggregations(expr)) & PER_PROCESS_TARGET_FAMILIES
+        assert not left, f"{where} reads {left} per exporter process"
 
 
 def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:

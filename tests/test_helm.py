@@ -1,5 +1,7 @@
 """The Helm chart: it renders, lints and validates for its defaults and every ci/*-values.yaml, carries the
 shipped alert rules and dashboards unchanged, never leaks a credential outside its Secret, and runs hardened.
+Without sharding it renders its golden files byte for byte; with sharding, a StatefulSet of shards, each started
+as its own shard, every one of them scraped.
 
 Rendering and linting use Helm's own library (helm-python-sdk), manifests are checked against the Kubernetes
 API schemas (kubernetes-validate, strict: unknown fields fail), the Prometheus Operator's objects (which
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import subprocess
 import sys
@@ -32,9 +35,18 @@ KUBE_VERSION = "1.37.0"
 RELEASE, NAMESPACE = "ie", "monitoring"
 OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}  # CRDs: kubernetes-validate has no schema for them
 
+UNSHARDED_CI_VALUES = [
+    path for path in CI_VALUES if not (yaml.safe_load(path.read_text()) or {}).get("sharding", {}).get("enabled")
+]
 VALUES_CASES = [pytest.param({}, id="chart-defaults")] + [
     pytest.param(yaml.safe_load(path.read_text()) or {}, id=path.name) for path in CI_VALUES
 ]
+
+
+GOLDEN = ROOT / "tests" / "golden" / "helm"
+# Templates whose body is a grafana/ file, compared with those files by their own tests; the golden renders
+# leave them out so that editing a rule or a dashboard does not touch the goldens.
+FILE_BACKED = {"ingestion-exporter/templates/dashboards.yaml", "ingestion-exporter/templates/prometheusrule.yaml"}
 
 
 @cache
@@ -141,6 +153,7 @@ def test_ci_values_cover_the_required_cases() -> None:
         "monitoring-values.yaml",
         "networkpolicy-values.yaml",
         "webconfig-values.yaml",
+        "sharding-values.yaml",
     } <= names
     monitoring = ci_values("monitoring-values.yaml")
     assert all(monitoring[key]["enabled"] for key in ("serviceMonitor", "prometheusRule", "dashboards"))
@@ -148,6 +161,9 @@ def test_ci_values_cover_the_required_cases() -> None:
     assert ci_values("networkpolicy-values.yaml")["networkPolicy"]["enabled"]
     web = ci_values("webconfig-values.yaml")["webConfig"]
     assert web["tls"]["existingSecret"] and web["config"]["basic_auth_users"]
+    sharding = ci_values("sharding-values.yaml")
+    assert sharding["sharding"]["enabled"] and sharding["sharding"]["shards"] > 1
+    assert sharding["serviceMonitor"]["enabled"]
 
 
 @pytest.mark.parametrize("values", VALUES_CASES)
@@ -158,6 +174,21 @@ def test_lint_finds_no_warning(values: dict[str, Any]) -> None:
     assert problems == []
 
 
+@pytest.mark.parametrize("path", UNSHARDED_CI_VALUES, ids=lambda p: p.name)
+def test_unsharded_render_equals_the_golden_render(path: Path) -> None:
+    """Without sharding, every template renders byte for byte as the golden file holds it (NOTES.txt included);
+    ci/default-values.yaml is the chart's defaults. UPDATE_GOLDEN=1 rewrites the goldens after a deliberate change."""
+    values = yaml.safe_load(path.read_text()) or {}
+    golden = GOLDEN / f"{path.name.removesuffix('.yaml')}.txt"
+    rendered = "".join(
+        f"# Source: {path}\n{text}\n" for path, text in sorted(render(values).items()) if path not in FILE_BACKED
+    )
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(rendered)
+    assert rendered == golden.read_text()
+
+
 def test_lint_reports_values_that_break_the_schema() -> None:
     report = helm.lint(CHART, {"port": "http"}, kube_version=f"v{KUBE_VERSION}")
     assert report["errors"] or any(m["severity"] >= 2 for m in report["messages"])
@@ -166,7 +197,11 @@ def test_lint_reports_values_that_break_the_schema() -> None:
 @pytest.mark.parametrize("values", VALUES_CASES)
 def test_every_manifest_validates_against_kubernetes(values: dict[str, Any]) -> None:
     docs = objects(values)
-    assert {"Deployment", "Service", "ServiceAccount", "ConfigMap"} <= {doc["kind"] for doc in docs}
+    kinds = [doc["kind"] for doc in docs]
+    assert {"Service", "ServiceAccount", "ConfigMap"} <= set(kinds)
+    workloads = [kind for kind in kinds if kind in {"Deployment", "StatefulSet", "PodDisruptionBudget"}]
+    sharded = values.get("sharding", {}).get("enabled", False)
+    assert sorted(workloads) == (["PodDisruptionBudget", "StatefulSet"] if sharded else ["Deployment"])
     for doc in docs:
         if doc["kind"] in OPERATOR_KINDS:
             validate_operator_object(doc)
@@ -204,6 +239,10 @@ def test_schema_is_a_valid_schema() -> None:
         pytest.param({"servicemonitor": {"enabled": True}}, id="misspelt-key"),
         pytest.param({"secrets": {"a/b": "x"}}, id="secret-file-name"),
         pytest.param({"telemetryPath": "/healthz"}, id="telemetry-path"),
+        pytest.param({"sharding": {"enabled": True, "shards": 0}}, id="zero-shards"),
+        pytest.param({"sharding": {"shards": "3"}}, id="shards-as-text"),
+        pytest.param({"sharding": {"podDisruptionBudget": {"maxUnavailable": "half"}}}, id="pdb-max-unavailable"),
+        pytest.param({"sharding": {"enabled": True}, "service": {"type": "LoadBalancer"}}, id="sharded-load-balancer"),
     ],
 )
 def test_schema_refuses_bad_values(values: dict[str, Any]) -> None:
@@ -616,3 +655,125 @@ def test_basic_auth_alone_keeps_plain_http_probes() -> None:
 def test_schema_refuses_bad_web_config_values(values: dict[str, Any]) -> None:
     with pytest.raises(helm.HelmError):
         _chart().validate_schema(values)
+
+
+# --- sharding --------------------------------------------------------------------------------------------------
+
+POD_NAME_ENV = {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+FROM_POD_NAME = "--shard.from-pod-name=$(POD_NAME)"
+
+
+def sharded(values: dict[str, Any], shards: int) -> dict[str, Any]:
+    return {**values, "sharding": {"enabled": True, "shards": shards}}
+
+
+def shard_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (main,) = one(docs, "StatefulSet")["spec"]["template"]["spec"]["containers"]
+    result: dict[str, Any] = main
+    return result
+
+
+def test_sharding_renders_a_parallel_stateful_set_of_shards_instead_of_the_deployment() -> None:
+    values = ci_values("sharding-values.yaml")
+    shards = values["sharding"]["shards"]
+    docs = objects(values)
+    assert "Deployment" not in {doc["kind"] for doc in docs}
+    stateful_set = one(docs, "StatefulSet")["spec"]
+    service = one(docs, "Service")
+    assert stateful_set["podManagementPolicy"] == "Parallel"
+    assert stateful_set["replicas"] == shards
+    assert stateful_set["serviceName"] == service["metadata"]["name"]
+    assert service["spec"]["clusterIP"] == "None"
+    assert stateful_set["selector"]["matchLabels"].items() <= stateful_set["template"]["metadata"]["labels"].items()
+    main = shard_container(docs)
+    assert POD_NAME_ENV in main["env"]
+    assert FROM_POD_NAME in main["args"] and f"--total-shards={shards}" in main["args"]
+
+
+def test_each_shard_pod_starts_the_exporter_as_its_own_shard() -> None:
+    from exporter.cli import parse_args
+
+    docs = objects(ci_values("sharding-values.yaml"))
+    stateful_set = one(docs, "StatefulSet")
+    shards = stateful_set["spec"]["replicas"]
+    main = shard_container(docs)
+    started = []
+    for ordinal in range(shards):
+        pod_name = f"{stateful_set['metadata']['name']}-{ordinal}"  # a StatefulSet's pods: <name>-<ordinal>
+        env = {item["name"]: pod_name for item in main["env"] if item.get("valueFrom") == POD_NAME_ENV["valueFrom"]}
+        # Kubernetes expands $(NAME) in args from the container's environment.
+        args = parse_args([re.sub(r"\$\((\w+)\)", lambda m: env[m[1]], arg) for arg in main["args"]])
+        started.append((args.shard, args.total_shards))
+    assert started == [(ordinal, shards) for ordinal in range(shards)]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [pytest.param(yaml.safe_load(path.read_text()) or {}, id=path.name) for path in UNSHARDED_CI_VALUES]
+    + [pytest.param({"demo": True, "env": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}]}, id="extra-env")],
+)
+def test_shard_pod_is_the_unsharded_pod_with_the_shard_flags(values: dict[str, Any]) -> None:
+    pod = one(objects(values), "Deployment")["spec"]["template"]
+    shard_pod = one(objects(sharded(values, 4)), "StatefulSet")["spec"]["template"]
+    (main,) = shard_pod["spec"]["containers"]
+    main["args"].remove(FROM_POD_NAME)
+    main["args"].remove("--total-shards=4")
+    assert main["env"].pop(0) == POD_NAME_ENV  # first, so that the chart's `env` may use $(POD_NAME) too
+    if not main["env"]:
+        del main["env"]
+    assert shard_pod == pod
+
+
+def test_changing_the_shards_rolls_every_pod_with_the_new_total() -> None:
+    three, five = (one(objects(sharded({"demo": True}, n)), "StatefulSet")["spec"] for n in (3, 5))
+    assert (three["replicas"], five["replicas"]) == (3, 5)
+    (main,) = three["template"]["spec"]["containers"]
+    main["args"][main["args"].index("--total-shards=3")] = "--total-shards=5"
+    assert three["template"] == five["template"]  # the flag alone differs, and a new pod template rolls every pod
+
+
+def test_the_monitor_scrapes_every_shard_through_the_headless_service() -> None:
+    values = ci_values("sharding-values.yaml")
+    docs = objects(values)
+    service = one(docs, "Service")  # the only Service: each shard is scraped once
+    monitor = one(docs, "ServiceMonitor")
+    pod_labels = one(docs, "StatefulSet")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["clusterIP"] == "None" and service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["selector"].items() <= pod_labels.items()  # every shard pod is an endpoint
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert service["metadata"]["labels"][monitor["spec"]["jobLabel"]] == "ingestion-exporter"
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {port["name"] for port in service["spec"]["ports"]}
+    assert endpoint["port"] in {port["name"] for port in shard_container(docs)["ports"]}
+    annotated = one(objects({**values, "serviceMonitor": {"enabled": False}}), "Service")
+    assert annotated["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    assert annotated["metadata"]["name"] == service["metadata"]["name"]
+
+
+@pytest.mark.parametrize("max_unavailable", [1, "50%"])
+def test_disruption_budget_covers_the_shards(max_unavailable: int | str) -> None:
+    values = {"demo": True, "sharding": {"enabled": True, "podDisruptionBudget": {"maxUnavailable": max_unavailable}}}
+    _chart().validate_schema(values)
+    docs = objects(values)
+    budget = one(docs, "PodDisruptionBudget")
+    assert budget["spec"]["maxUnavailable"] == max_unavailable
+    assert budget["spec"]["selector"] == one(docs, "StatefulSet")["spec"]["selector"]
+    assert kubernetes_validate.validate(budget, KUBE_VERSION, strict=True)
+
+
+def test_sharded_names_stay_within_kubernetes_limits() -> None:
+    docs = objects({"demo": True, "fullnameOverride": "x" * 63, "sharding": {"enabled": True}})
+    stateful_set, service = one(docs, "StatefulSet"), one(docs, "Service")
+    # Kubernetes labels each pod controller-revision-hash=<name>-<10-character hash>, a 63-character label value.
+    assert len(stateful_set["metadata"]["name"]) <= 52
+    assert len(service["metadata"]["name"]) <= 63 and service["metadata"]["name"].endswith("-headless")
+    assert stateful_set["spec"]["serviceName"] == service["metadata"]["name"]
+    for doc in (stateful_set, service):
+        assert kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+
+
+def test_notes_tell_that_every_shard_is_scraped() -> None:
+    notes = render(ci_values("sharding-values.yaml"))["ingestion-exporter/templates/NOTES.txt"]
+    assert "port-forward pod/ie-ingestion-exporter-0 " in notes
+    assert "--total-shards=3" in notes and "scrape every pod" in notes
+    assert "port-forward service/" not in notes

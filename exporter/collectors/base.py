@@ -20,6 +20,7 @@ import structlog
 from exporter.http import Deadline, Upstream, UpstreamError
 from exporter.metrics import Family, JobRef, Output, snake_case
 from exporter.settings import DiscoverySettings, TargetSettings, platform_of
+from exporter.sharding import EVERY_JOB, Shard
 from exporter.telemetry import Reason, Telemetry
 from exporter.workers import DaemonPool
 
@@ -201,10 +202,16 @@ class JobDirectory:
 
     What a collector keeps per job lives in `memory()` maps, and leaves with the job together with its learnt
     name: the directory stays as large as the set of jobs watched, however many come and go over months.
+
+    When processes share the jobs (`owns` says which are this shard's), the directory holds this shard's only:
+    every per-job call and every per-job series follows from it.
     """
 
-    def __init__(self, configured: Sequence[JobRef], discovery: DiscoverySettings) -> None:
-        self._configured = {job.job_id: job for job in configured}
+    def __init__(
+        self, configured: Sequence[JobRef], discovery: DiscoverySettings, owns: Callable[[str], bool] = lambda _: True
+    ) -> None:
+        self._owns = owns
+        self._configured = {job.job_id: job for job in configured if owns(job.job_id)}
         self._discovery = discovery
         self._discovered: dict[str, JobRef] = {}
         self._fetched_at: float | None = None
@@ -238,7 +245,9 @@ class JobDirectory:
         wanted = {
             job.job_id: job
             for job in jobs
-            if job.job_id not in self._configured and self._discovery.wants(job.job_name or job.job_id)
+            if job.job_id not in self._configured
+            and self._owns(job.job_id)
+            and self._discovery.wants(job.job_name or job.job_id)
         }
         with self._lock:
             if complete:
@@ -304,8 +313,8 @@ class TargetCollector(ABC, Generic[S]):
 
     A subclass names its settings model as the type argument, `TargetCollector[InformaticaTarget]`: that model
     is what the configuration is validated with, and its `platform` literal is the collector's platform.
-    Construct with the target's settings, its `Upstream` and the sink its secrets go to; the platform's API
-    client is built from them in the subclass constructor.
+    Construct with the target's settings, its `Upstream`, the sink its secrets go to and the shard of the jobs it
+    collects; the platform's API client is built from them in the subclass constructor.
     """
 
     platform: ClassVar[str]
@@ -321,14 +330,16 @@ class TargetCollector(ABC, Generic[S]):
                 if platform is not None:
                     cls.platform = platform
 
-    def __init__(self, settings: S, upstream: Upstream, secrets: SecretSink) -> None:
+    def __init__(self, settings: S, upstream: Upstream, secrets: SecretSink, shard: Shard = EVERY_JOB) -> None:
         self.settings = settings
         self.upstream = upstream
         self.secrets = secrets
         for field, value in settings.secret_items():
             secrets.put(field, value)
         self.notices = Notices(self.platform, settings.name)
-        self.jobs = JobDirectory(self.configured_jobs(), settings.discovery)
+        self.jobs = JobDirectory(
+            self.configured_jobs(), settings.discovery, lambda job_id: shard.owns(settings.name, job_id)
+        )
 
     @abstractmethod
     def configured_jobs(self) -> list[JobRef]:

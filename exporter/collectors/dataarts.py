@@ -36,6 +36,7 @@ from exporter.metrics import (
 )
 from exporter.parsing import EpochSeconds, Id, Lenient, Number
 from exporter.settings import HttpURL
+from exporter.sharding import EVERY_JOB, Shard
 
 PLATFORM = "dataarts"
 MAX_PAGES = 1000
@@ -197,8 +198,10 @@ class DataArtsCollector(TargetCollector[DataArtsTarget]):
         NODE_SPEED,
     )
 
-    def __init__(self, settings: DataArtsTarget, upstream: Upstream, secrets: SecretSink) -> None:
-        super().__init__(settings, upstream, secrets)
+    def __init__(
+        self, settings: DataArtsTarget, upstream: Upstream, secrets: SecretSink, shard: Shard = EVERY_JOB
+    ) -> None:
+        super().__init__(settings, upstream, secrets, shard)
         self.client = DataArtsClient(settings, upstream, secrets)
 
     def configured_jobs(self) -> list[JobRef]:

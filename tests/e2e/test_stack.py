@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 ROOT = Path(__file__).resolve().parents[2]
 SCRAPE_INTERVAL = "2s"
 # The shipped rules, with `for` durations short enough for a test: only the documented parameters change.
-FAST = {"job_failed_for": "2s", "target_unreachable_for": "3s", "job_unknown_for": "6s"}
+FAST = {"job_failed_for": "2s", "target_unreachable_for": "3s", "job_unknown_for": "6s", "shards_missing_for": "3s"}
 RATE_INTERVAL = "30s"
 
 
@@ -87,14 +87,15 @@ def start_simulator(processes: Processes, platforms: list[str]) -> tuple[str, Pa
     return url, config
 
 
-def start_exporter(processes: Processes, simulator_config: Path) -> str:
+def start_exporter(processes: Processes, simulator_config: Path, *flags: str, name: str = "exporter") -> str:
+    """An exporter process on the simulator's own configuration (a shorter budget), with extra flags."""
     document = yaml.safe_load(simulator_config.read_text())
     config = processes.workdir / "exporter.yml"
     config.write_text(yaml.safe_dump({**document, "scrape_budget_seconds": 1.5}))
     env = {"PYTHONPATH": str(ROOT)}
     port = free_port()
     process = processes.start(
-        "exporter",
+        name,
         [
             sys.executable,
             "-m",
@@ -105,6 +106,7 @@ def start_exporter(processes: Processes, simulator_config: Path) -> str:
             f"127.0.0.1:{port}",
             "--log.format",
             "json",
+            *flags,
         ],
         env=env,
     )
@@ -148,26 +150,30 @@ def start_alertmanager(processes: Processes, webhook: Webhook) -> str:
     return url
 
 
-def start_prometheus(processes: Processes, exporter: str, alertmanager: str) -> Prometheus:
+def start_prometheus(
+    processes: Processes, exporters: list[str], alertmanager: str | None, name: str = "prometheus"
+) -> Prometheus:
+    """Prometheus with the shipped rules (shorter waits), scraping every exporter process of one job."""
     rules = processes.workdir / "ingestion-exporter.rules.yml"
     rules.write_text(generate.rules_yaml(generate.parameters(FAST)))
-    config = {
+    targets = [exporter.removeprefix("http://") for exporter in exporters]
+    config: dict[str, Any] = {
         "global": {"scrape_interval": SCRAPE_INTERVAL, "scrape_timeout": SCRAPE_INTERVAL, "evaluation_interval": "1s"},
         "rule_files": [str(rules)],
-        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager.removeprefix("http://")]}]}]},
-        "scrape_configs": [
-            {"job_name": "ingestion-exporter", "static_configs": [{"targets": [exporter.removeprefix("http://")]}]}
-        ],
+        "scrape_configs": [{"job_name": "ingestion-exporter", "static_configs": [{"targets": targets}]}],
     }
-    path = processes.workdir / "prometheus.yml"
+    if alertmanager is not None:
+        manager = alertmanager.removeprefix("http://")
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [manager]}]}]}
+    path = processes.workdir / f"{name}.yml"
     path.write_text(yaml.safe_dump(config))
     port = free_port()
     process = processes.start(
-        "prometheus",
+        name,
         [
             binary("prometheus"),
             f"--config.file={path}",
-            f"--storage.tsdb.path={processes.workdir / 'prometheus-data'}",
+            f"--storage.tsdb.path={processes.workdir / f'{name}-data'}",
             f"--web.listen-address=127.0.0.1:{port}",
             "--rules.alert.resend-delay=1s",
         ],
@@ -194,7 +200,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         jobs = requests.get(f"{simulator}/_sim/jobs", timeout=5).json()
         exporter = start_exporter(processes, simulator_config)
         alertmanager = start_alertmanager(processes, webhook)
-        prometheus = start_prometheus(processes, exporter, alertmanager)
+        prometheus = start_prometheus(processes, [exporter], alertmanager)
 
         def every_platform_scraped() -> bool:
             seen = {s["metric"]["platform"] for s in prometheus.query('ingestion_job_state{state="running"}')}

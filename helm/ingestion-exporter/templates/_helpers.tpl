@@ -138,3 +138,180 @@ pointing at the mounted webConfig.tls.existingSecret unless given. */}}
 {{- print "http" }}
 {{- end }}
 {{- end }}
+
+{{/* The Service in front of the pods: "<fullname>", or, sharded, the StatefulSet's headless "<fullname>-headless"
+(a new name, since a Service's clusterIP cannot change in place). */}}
+{{- define "ingestion-exporter.serviceName" -}}
+{{- if .Values.sharding.enabled }}
+{{- printf "%s-headless" (include "ingestion-exporter.fullname" . | trunc 54 | trimSuffix "-") }}
+{{- else }}
+{{- include "ingestion-exporter.fullname" . }}
+{{- end }}
+{{- end }}
+
+{{/* The shards' StatefulSet, its pods "<name>-0" to "<name>-<shards - 1>": at most 52 characters, so that the
+controller-revision-hash label Kubernetes puts on the pods ("<name>-<hash>") stays within 63. */}}
+{{- define "ingestion-exporter.statefulSetName" -}}
+{{- include "ingestion-exporter.fullname" . | trunc 52 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The exporter pod (metadata and spec), the one template of the Deployment and of the sharded StatefulSet; a
+shard takes its ordinal from its pod's name, which the downward API passes in POD_NAME. */}}
+{{- define "ingestion-exporter.podTemplate" -}}
+metadata:
+  labels:
+    {{- include "ingestion-exporter.labels" . | nindent 4 }}
+    {{- with .Values.podLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  annotations:
+    checksum/config: {{ include "ingestion-exporter.configFile" . | sha256sum }}
+    {{- if and .Values.secrets (not .Values.existingSecret) }}
+    checksum/secret: {{ toJson .Values.secrets | sha256sum }}
+    {{- end }}
+    {{- with include "ingestion-exporter.webConfigSecretName" . }}
+    checksum/web-config: {{ list . $.Values.webConfig.tls.existingSecret (include "ingestion-exporter.webConfigFile" $) | toJson | sha256sum }}
+    {{- end }}
+    {{- with .Values.podAnnotations }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+spec:
+  serviceAccountName: {{ include "ingestion-exporter.serviceAccountName" . }}
+  automountServiceAccountToken: {{ .Values.serviceAccount.automountServiceAccountToken }}
+  {{- with .Values.imagePullSecrets }}
+  imagePullSecrets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  securityContext:
+    {{- toYaml .Values.podSecurityContext | nindent 4 }}
+  terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds }}
+  {{- with .Values.priorityClassName }}
+  priorityClassName: {{ . }}
+  {{- end }}
+  containers:
+    - name: exporter
+      image: {{ include "ingestion-exporter.image" . | quote }}
+      imagePullPolicy: {{ .Values.image.pullPolicy }}
+      args:
+        {{- if .Values.demo }}
+        - --demo
+        {{- else }}
+        - --config.file={{ include "ingestion-exporter.configDir" . }}/config.yaml
+        {{- end }}
+        - --web.listen-address=:{{ .Values.port }}
+        - --web.telemetry-path={{ .Values.telemetryPath }}
+        - --log.level={{ .Values.logLevel }}
+        - --log.format={{ .Values.logFormat }}
+        {{- if .Values.sharding.enabled }}
+        - --shard.from-pod-name=$(POD_NAME)
+        - --total-shards={{ .Values.sharding.shards }}
+        {{- end }}
+        {{- if include "ingestion-exporter.webConfigSecretName" . }}
+        - --web.config.file={{ include "ingestion-exporter.webConfigDir" . }}/web-config.yml
+        {{- end }}
+        {{- range .Values.extraArgs }}
+        - {{ . | quote }}
+        {{- end }}
+      {{- if or .Values.sharding.enabled .Values.env }}
+      env:
+        {{- if .Values.sharding.enabled }}
+        - name: POD_NAME
+          valueFrom:
+            fieldRef:
+              fieldPath: metadata.name
+        {{- end }}
+        {{- with .Values.env }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      {{- end }}
+      ports:
+        - name: http
+          containerPort: {{ .Values.port }}
+          protocol: TCP
+      livenessProbe:
+        httpGet:
+          path: /healthz
+          port: http
+          {{- if include "ingestion-exporter.tlsEnabled" . }}
+          scheme: HTTPS
+          {{- end }}
+        {{- toYaml .Values.livenessProbe | nindent 8 }}
+      readinessProbe:
+        httpGet:
+          path: /readyz
+          port: http
+          {{- if include "ingestion-exporter.tlsEnabled" . }}
+          scheme: HTTPS
+          {{- end }}
+        {{- toYaml .Values.readinessProbe | nindent 8 }}
+      securityContext:
+        {{- toYaml .Values.securityContext | nindent 8 }}
+      resources:
+        {{- toYaml .Values.resources | nindent 8 }}
+      volumeMounts:
+        - name: config
+          mountPath: {{ include "ingestion-exporter.configDir" . }}
+          readOnly: true
+        {{- if include "ingestion-exporter.secretName" . }}
+        - name: secrets
+          mountPath: {{ .Values.secretsMountPath }}
+          readOnly: true
+        {{- end }}
+        {{- if include "ingestion-exporter.webConfigSecretName" . }}
+        - name: web-config
+          mountPath: {{ include "ingestion-exporter.webConfigDir" . }}
+          readOnly: true
+        {{- end }}
+        {{- if .Values.webConfig.tls.existingSecret }}
+        - name: tls
+          mountPath: {{ include "ingestion-exporter.tlsDir" . }}
+          readOnly: true
+        {{- end }}
+        {{- with .Values.extraVolumeMounts }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+  volumes:
+    - name: config
+      configMap:
+        name: {{ include "ingestion-exporter.fullname" . }}
+    {{- with include "ingestion-exporter.secretName" . }}
+    - name: secrets
+      secret:
+        secretName: {{ . }}
+        defaultMode: 0440
+    {{- end }}
+    {{- with include "ingestion-exporter.webConfigSecretName" . }}
+    - name: web-config
+      secret:
+        secretName: {{ . }}
+        defaultMode: 0440
+        items:
+          - key: web-config.yml
+            path: web-config.yml
+    {{- end }}
+    {{- with .Values.webConfig.tls.existingSecret }}
+    - name: tls
+      secret:
+        secretName: {{ . }}
+        defaultMode: 0440
+    {{- end }}
+    {{- with .Values.extraVolumes }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- with .Values.nodeSelector }}
+  nodeSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.affinity }}
+  affinity:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.tolerations }}
+  tolerations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.topologySpreadConstraints }}
+  topologySpreadConstraints:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
