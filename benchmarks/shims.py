@@ -383,24 +383,26 @@ def table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
+SIZES: tuple[tuple[str, type[int] | type[float], float, str], ...] = (
+    ("--jobs", int, 500, "jobs per platform for exposition and environment"),
+    ("--repeat", int, 3, "renderings timed each way"),
+    ("--requests", int, 2000, "upstream requests timed each way"),
+    ("--hang-seconds", float, 5.0, "read timeout of the hung call"),
+    ("--holders", int, 4, "clients stalling their TLS handshake (prometheus_client's server queues five behind one)"),
+    ("--hold-seconds", float, 3.0, "how long they stall before giving up"),
+    ("--auth-requests", int, 10, "authenticated requests timed each way"),
+    ("--malloc-jobs", int, 50, "jobs per platform in the RSS runs"),
+    ("--malloc-scrapes", int, 200, "scrapes measured in each RSS run"),
+    ("--malloc-warmup", int, 20, "scrapes before each RSS run's start"),
+)
+"""The size of each measurement: flag, type, default, what it sets."""
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.shims", description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(PARTS), help="parts to run, comma separated")
-    parser.add_argument("--jobs", type=int, default=500, help="jobs per platform for exposition and environment")
-    parser.add_argument("--repeat", type=int, default=3, help="renderings timed each way")
-    parser.add_argument("--requests", type=int, default=2000, help="upstream requests timed each way")
-    parser.add_argument("--hang-seconds", type=float, default=5.0, help="read timeout of the hung call")
-    parser.add_argument(
-        "--holders",
-        type=int,
-        default=4,
-        help="clients stalling their TLS handshake (prometheus_client's server queues five connections behind one)",
-    )
-    parser.add_argument("--hold-seconds", type=float, default=3.0, help="how long they stall before giving up")
-    parser.add_argument("--auth-requests", type=int, default=10, help="authenticated requests timed each way")
-    parser.add_argument("--malloc-jobs", type=int, default=50, help="jobs per platform in the RSS runs")
-    parser.add_argument("--malloc-scrapes", type=int, default=200, help="scrapes measured in each RSS run")
-    parser.add_argument("--malloc-warmup", type=int, default=20, help="scrapes before each RSS run's start")
+    for flag, kind, default, text in SIZES:
+        parser.add_argument(flag, type=kind, default=kind(default), help=text)
     args = parser.parse_args(argv)
     args.only = [part.strip() for part in args.only.split(",") if part.strip()]
     unknown = set(args.only) - set(PARTS)

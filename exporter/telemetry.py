@@ -5,6 +5,7 @@ They live on the exporter's registry (never the process-global one) so tests and
 
 from __future__ import annotations
 
+import functools
 import platform as python_platform
 from typing import Literal, get_args
 
@@ -55,29 +56,21 @@ class Telemetry:
             registry=registry,
         )
         build.labels(__version__, python_platform.python_version()).set(1)
-        self.config_reload_success = Gauge(
+        gauge = functools.partial(Gauge, namespace=NAMESPACE, registry=registry)
+        self.config_reload_success = gauge(
             "config_last_reload_successful",
             "1 when the last configuration load succeeded, 0 after a reload was refused.",
-            namespace=NAMESPACE,
-            registry=registry,
         )
-        self.config_reload_timestamp = Gauge(
+        self.config_reload_timestamp = gauge(
             "config_last_reload_success_timestamp_seconds",
             "When the configuration in force was loaded, at start or by the last successful reload.",
-            namespace=NAMESPACE,
-            registry=registry,
         )
-        self.shard_ordinal = Gauge(
+        self.shard_ordinal = gauge(
             "exporter_shard_ordinal",
             "Which shard of the jobs this process collects, from 0 (see ingestion_exporter_total_shards).",
-            namespace=NAMESPACE,
-            registry=registry,
         )
-        self.total_shards = Gauge(
-            "exporter_total_shards",
-            "How many exporter processes share the jobs; 1 when this one collects them all.",
-            namespace=NAMESPACE,
-            registry=registry,
+        self.total_shards = gauge(
+            "exporter_total_shards", "How many exporter processes share the jobs; 1 when this one collects them all."
         )
         self.config_reload_success.set(1)
         self.config_reload_timestamp.set_to_current_time()

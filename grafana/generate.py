@@ -331,6 +331,8 @@ STATE_COLORS = {
     "unknown": "text",
 }
 STATES = tuple(STATE_COLORS)
+STAT_LAST_VALUE = {"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "none", "textMode": "value_and_name"}
+"""A stat panel's options: each series' last value, with its name, uncoloured."""
 
 
 def target(expr: str, legend: str = "", ref: str = "A", instant: bool = False, table: bool = False) -> dict[str, Any]:
@@ -542,12 +544,7 @@ def overview() -> dict[str, Any]:
         ],
         w=4,
         h=6,
-        options={
-            "reduceOptions": {"calcs": ["lastNotNull"]},
-            "colorMode": "none",
-            "textMode": "value_and_name",
-            "orientation": "horizontal",
-        },
+        options={**STAT_LAST_VALUE, "orientation": "horizontal"},
     )
     b.add(
         "bargauge",
@@ -744,7 +741,7 @@ def job_detail() -> dict[str, Any]:
         w=12,
         h=5,
         unit="dateTimeAsIso",
-        options={"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "none", "textMode": "value_and_name"},
+        options=STAT_LAST_VALUE,
     )
     b.add(
         "state-timeline",
@@ -1029,25 +1026,24 @@ def exporter_health() -> dict[str, Any]:
         ],
         w=4,
         unit="short",
-        options={"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "none", "textMode": "value_and_name"},
+        options=STAT_LAST_VALUE,
     )
-    b.add(
-        "timeseries",
-        "Scrape duration per shard",
-        "Wall time of each exporter shard's slowest target collection: a shard far above the others has more than "
-        "its share of the work.",
-        [target(f"max by (job, shard) ({per_shard('ingestion_scrape_duration_seconds')})", "{{job}} shard {{shard}}")],
-        w=10,
-        unit="s",
-    )
-    b.add(
-        "timeseries",
-        "Jobs per shard",
-        "Jobs each shard collects, of the selected targets.",
-        [target(f"sum by (job, shard) ({per_shard('ingestion_jobs_discovered')})", "{{job}} shard {{shard}}")],
-        w=10,
-        unit="short",
-    )
+    for title, description, aggregation, unit in (
+        (
+            "Scrape duration per shard",
+            "Wall time of each exporter shard's slowest target collection: a shard far above the others has more "
+            "than its share of the work.",
+            f"max by (job, shard) ({per_shard('ingestion_scrape_duration_seconds')})",
+            "s",
+        ),
+        (
+            "Jobs per shard",
+            "Jobs each shard collects, of the selected targets.",
+            f"sum by (job, shard) ({per_shard('ingestion_jobs_discovered')})",
+            "short",
+        ),
+    ):
+        b.add("timeseries", title, description, [target(aggregation, "{{job}} shard {{shard}}")], w=10, unit=unit)
     return dashboard(
         "ingestion-exporter-health",
         "Ingestion jobs / Exporter health",

@@ -85,6 +85,9 @@ class _Stuck(TargetCollector[TargetSettings]):
 
     platform = "test"
 
+    def prepare(self) -> None:
+        """No client: it never calls an upstream."""
+
     def configured_jobs(self) -> list[JobRef]:
         return [JobRef("j", "job")]
 

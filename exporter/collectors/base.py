@@ -314,7 +314,7 @@ class TargetCollector(ABC, Generic[S]):
     A subclass names its settings model as the type argument, `TargetCollector[InformaticaTarget]`: that model
     is what the configuration is validated with, and its `platform` literal is the collector's platform.
     Construct with the target's settings, its `Upstream`, the sink its secrets go to and the shard of the jobs it
-    collects; the platform's API client is built from them in the subclass constructor.
+    collects; the subclass builds its API client from them in `prepare()`.
     """
 
     platform: ClassVar[str]
@@ -340,6 +340,11 @@ class TargetCollector(ABC, Generic[S]):
         self.jobs = JobDirectory(
             self.configured_jobs(), settings.discovery, lambda job_id: shard.owns(settings.name, job_id)
         )
+        self.prepare()
+
+    @abstractmethod
+    def prepare(self) -> None:
+        """Build the platform's API client (from `settings`, `upstream` and `secrets`) and its per-job memory."""
 
     @abstractmethod
     def configured_jobs(self) -> list[JobRef]:

@@ -33,7 +33,6 @@ from exporter.metrics import (
 )
 from exporter.parsing import EpochSeconds, Id, Lenient, Number
 from exporter.settings import HttpURL, StrictModel
-from exporter.sharding import EVERY_JOB, Shard
 
 PLATFORM = "cloudstream"
 MAX_PAGES = 1000
@@ -262,11 +261,8 @@ class CloudStreamCollector(TargetCollector[CloudStreamTarget]):
 
     families = (JOB_INFO, STREAM_RECORDS, STREAM_CORRUPTED, READ_RATE, WRITE_RATE)
 
-    def __init__(
-        self, settings: CloudStreamTarget, upstream: Upstream, secrets: SecretSink, shard: Shard = EVERY_JOB
-    ) -> None:
-        super().__init__(settings, upstream, secrets, shard)
-        self.client = CloudStreamClient(settings, upstream, secrets)
+    def prepare(self) -> None:
+        self.client = CloudStreamClient(self.settings, self.upstream, self.secrets)
 
     def configured_jobs(self) -> list[JobRef]:
         return self.settings.job_refs()

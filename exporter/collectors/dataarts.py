@@ -36,7 +36,6 @@ from exporter.metrics import (
 )
 from exporter.parsing import EpochSeconds, Id, Lenient, Number
 from exporter.settings import HttpURL
-from exporter.sharding import EVERY_JOB, Shard
 
 PLATFORM = "dataarts"
 MAX_PAGES = 1000
@@ -198,11 +197,8 @@ class DataArtsCollector(TargetCollector[DataArtsTarget]):
         NODE_SPEED,
     )
 
-    def __init__(
-        self, settings: DataArtsTarget, upstream: Upstream, secrets: SecretSink, shard: Shard = EVERY_JOB
-    ) -> None:
-        super().__init__(settings, upstream, secrets, shard)
-        self.client = DataArtsClient(settings, upstream, secrets)
+    def prepare(self) -> None:
+        self.client = DataArtsClient(self.settings, self.upstream, self.secrets)
 
     def configured_jobs(self) -> list[JobRef]:
         return [JobRef(name, name) for name in self.settings.jobs]

@@ -39,7 +39,6 @@ from exporter.metrics import (
 )
 from exporter.parsing import EpochSeconds, Id, JsonInString, Lenient, Number
 from exporter.settings import HttpURL, StrictModel, TargetSettings
-from exporter.sharding import EVERY_JOB, Shard
 
 PLATFORM = "informatica"
 
@@ -349,11 +348,8 @@ class InformaticaCollector(TargetCollector[InformaticaTarget]):
         WRITTEN_BYTES,
     )
 
-    def __init__(
-        self, settings: InformaticaTarget, upstream: Upstream, secrets: SecretSink, shard: Shard = EVERY_JOB
-    ) -> None:
-        super().__init__(settings, upstream, secrets, shard)
-        self.client = InformaticaClient(settings, upstream, secrets)
+    def prepare(self) -> None:
+        self.client = InformaticaClient(self.settings, self.upstream, self.secrets)
         self._runs: dict[str, RunDetails] = self.jobs.memory()
 
     def configured_jobs(self) -> list[JobRef]:

@@ -65,7 +65,6 @@ from exporter.http import Deadline, Upstream, UpstreamError
 from exporter.metrics import JOB_END, JOB_LABELS, JOB_START, JobRef, Output, counter, gauge, snake_case
 from exporter.parsing import EpochSeconds, Id, Lenient, Number
 from exporter.settings import HttpURL, StrictModel, TargetSettings, secret_env_name
-from exporter.sharding import EVERY_JOB, Shard
 
 PLATFORM = "siren"
 log = structlog.get_logger("exporter.siren")
@@ -432,11 +431,8 @@ class SirenCollector(TargetCollector[SirenTarget]):
 
     families = (RECORDS, ERROR_MESSAGES, ABORTING, LAST_SUCCESS)
 
-    def __init__(
-        self, settings: SirenTarget, upstream: Upstream, secrets: SecretSink, shard: Shard = EVERY_JOB
-    ) -> None:
-        super().__init__(settings, upstream, secrets, shard)
-        self.client = SirenClient(settings, upstream, secrets)
+    def prepare(self) -> None:
+        self.client = SirenClient(self.settings, self.upstream, self.secrets)
         self._last_success: dict[str, float] = self.jobs.memory()
         self.clock: Callable[[], float] = time.time
 

@@ -9,7 +9,8 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -174,3 +175,20 @@ class Prometheus:
 
 def labels_match(labels: Mapping[str, str], wanted: Mapping[str, str]) -> bool:
     return all(labels.get(name) == value for name, value in wanted.items())
+
+
+@contextmanager
+def running(workdir: Path) -> Iterator[tuple[Processes, Webhook]]:
+    """The stack's processes and webhook: what they printed is shown when setting up or a test fails, and
+    everything is stopped afterwards whatever happens."""
+    processes = Processes(workdir)
+    webhook = Webhook()
+    webhook.start()
+    try:
+        yield processes, webhook
+    except BaseException:
+        print(processes.report())
+        raise
+    finally:
+        processes.stop_all()
+        webhook.stop()

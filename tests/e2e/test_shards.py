@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from exporter.sharding import job_shard
-from tests.e2e.stack import Processes, Prometheus, Webhook, labels_match, wait_for
+from tests.e2e.stack import Processes, Prometheus, Webhook, labels_match, running, wait_for
 from tests.e2e.test_stack import (
     INFORMATICA_TARGET,
     fill,
@@ -50,10 +50,7 @@ class Sharded:
 
 @pytest.fixture(scope="module")
 def sharded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sharded]:
-    processes = Processes(tmp_path_factory.mktemp("shards"))
-    webhook = Webhook()
-    webhook.start()
-    try:
+    with running(tmp_path_factory.mktemp("shards")) as (processes, webhook):
         simulator, simulator_config = start_simulator(processes, list(SIMULATED))
         jobs = requests.get(f"{simulator}/_sim/jobs", timeout=5).json()
         one = start_exporter(processes, simulator_config, name="exporter-one")
@@ -79,12 +76,6 @@ def sharded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sharded]:
 
         wait_for("both Prometheus servers to hold every job", both_scraped, timeout=40)
         yield stack
-    except BaseException:
-        print(processes.report())
-        raise
-    finally:
-        processes.stop_all()
-        webhook.stop()
 
 
 def series(prometheus: Prometheus, expr: str) -> Counter[str]:

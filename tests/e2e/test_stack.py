@@ -23,7 +23,7 @@ import requests
 import yaml
 
 from exporter.simulator.process import announced, command
-from tests.e2e.stack import Processes, Prometheus, Webhook, binary, free_port, labels_match, wait_for
+from tests.e2e.stack import Processes, Prometheus, Webhook, binary, free_port, labels_match, running, wait_for
 from tests.helpers import SIMULATED
 from tests.test_grafana import panel_queries
 
@@ -192,10 +192,7 @@ def start_prometheus(
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     platforms = list(SIMULATED)
     assert "informatica" in platforms
-    processes = Processes(tmp_path_factory.mktemp("stack"))
-    webhook = Webhook()
-    webhook.start()
-    try:
+    with running(tmp_path_factory.mktemp("stack")) as (processes, webhook):
         simulator, simulator_config = start_simulator(processes, platforms)
         jobs = requests.get(f"{simulator}/_sim/jobs", timeout=5).json()
         exporter = start_exporter(processes, simulator_config)
@@ -208,12 +205,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
         wait_for("the first scrapes of every target", every_platform_scraped, timeout=30)
         yield Stack(simulator, jobs, prometheus, alertmanager, webhook, processes)
-    except BaseException:
-        print(processes.report())
-        raise
-    finally:
-        processes.stop_all()
-        webhook.stop()
 
 
 def find_alert(stack: Stack, since: int, receiver: str, status: str, **labels: str) -> dict[str, Any] | None:
