@@ -13,6 +13,7 @@ from typing import Any
 
 import certifi
 import pytest
+import requests
 from prometheus_client import CollectorRegistry
 
 from exporter import http as upstream_http
@@ -205,3 +206,27 @@ def test_https_through_a_target_proxy_keeps_verifying_with_the_target_ca(
     assert proxy.requests[0][0].startswith("CONNECT 127.0.0.1:")
     with pytest.raises(UpstreamError):  # same tunnel, no target CA: verification still fails
         call(upstream(proxy_url=proxy.url), server.url + "/status")
+
+
+def test_the_environment_is_read_once_per_origin_not_per_request(
+    servers: Callable[..., Server], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """requests reads the proxy variables and ~/.netrc on every request; the exporter reads the proxy variables
+    once per origin and never ~/.netrc (credentials come from the configuration only)."""
+    proxies: list[str] = []
+    netrc: list[str] = []
+    original = requests.sessions.get_environ_proxies
+
+    def counting(url: str, no_proxy: Any = None) -> Any:
+        proxies.append(url)
+        return original(url, no_proxy=no_proxy)
+
+    monkeypatch.setattr(requests.sessions, "get_environ_proxies", counting)
+    monkeypatch.setattr(requests.sessions, "get_netrc_auth", lambda url, *_: netrc.append(url))
+    first, second = servers(send(200, b"{}")), servers(send(200, b"{}"))
+    client = upstream()
+    for n in range(20):
+        call(client, f"{first.url}/a/{n}")
+        call(client, f"{second.url}/b/{n}")
+    origins = sorted(url.split("/")[2] for url in proxies)
+    assert origins == sorted(server.url.split("/")[2] for server in (first, second)) and netrc == []
