@@ -142,3 +142,12 @@ def test_the_longest_secret_is_masked_whole() -> None:
     sink.put("a", "secret-value")
     sink.put("b", "secret-value-longer")
     assert redactor.redact("x secret-value-longer y secret-value") == f"x {logs.MASK} y {logs.MASK}"
+
+
+def test_a_complete_answer_renames_what_it_names() -> None:
+    jobs = directory()
+    jobs.offer([JobRef("x", "old name")], complete=True)
+    jobs.offer([JobRef("x", "new name")], complete=False)  # a partial answer only adds
+    assert jobs.known() == [JobRef("x", "old name")]
+    jobs.offer([JobRef("x", "new name")], complete=True)
+    assert jobs.known() == [JobRef("x", "new name")]

@@ -252,7 +252,7 @@ class JobDirectory:
         with self._lock:
             if complete:
                 gone = self._discovered.keys() - wanted.keys()
-                self._discovered = {job_id: self._discovered.get(job_id, job) for job_id, job in wanted.items()}
+                self._discovered = wanted  # under the names this answer gives them
             else:
                 gone = set()
                 for job_id, job in wanted.items():
