@@ -39,6 +39,7 @@ from typing import Any
 import requests
 import yaml
 
+from exporter.simulator.platforms import PLATFORMS
 from exporter.simulator.process import announced
 from exporter.simulator.process import command as simulator_command
 
@@ -50,6 +51,7 @@ MIN_SOAK_SCRAPES = 100  # ten samples, one every 10 scrapes: fewer cannot tell g
 CHURN_SCRAPES = 800  # the churn soak's month: a scrape every 54 simulated minutes
 CHURN_JOBS = 80  # live jobs per platform in the churn soak
 CLOUDSTREAM_PAGE = 100  # the largest page the job list call returns
+BURST_HOLD_SECONDS = 1.0  # far longer than simultaneous scrapes take to arrive
 PROMETHEUS_ACCEPT = (  # what Prometheus 2.x sends: prometheus_client answers in OpenMetrics
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
     "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
@@ -401,6 +403,22 @@ def simultaneous(session_factory: Callable[[], requests.Session], url: str, coun
         thread.join()
 
 
+def burst(control: requests.Session, sim_url: str, url: str, count: int) -> int:
+    """Upstream requests of `count` simultaneous scrapes, each platform's first answer held for a second.
+
+    Held, every target's collection outlasts the moment the scrapes arrive by far, whatever the machine's
+    load, so every scrape joins it: one collection's requests, not one more per late arrival.
+    """
+    for platform in PLATFORMS:
+        hold = {"kind": "latency", "platform": platform, "seconds": BURST_HOLD_SECONDS, "count": 1}
+        control.post(f"{sim_url}/_sim/faults", json=hold, timeout=30).raise_for_status()
+    try:
+        simultaneous(requests.Session, url, count)
+    finally:
+        control.delete(f"{sim_url}/_sim/faults", timeout=30).raise_for_status()
+    return sum(sim_requests(control, sim_url).values())
+
+
 def measure_size(args: argparse.Namespace, n: int, workdir: Path) -> dict[str, Any]:
     latency = args.latency_ms / 1000
     control = requests.Session()
@@ -437,8 +455,7 @@ def measure_size(args: argparse.Namespace, n: int, workdir: Path) -> dict[str, A
             scrape(client, url)
             one = sum(sim_requests(control, sim_url).values())
             reset(control, sim_url)
-            simultaneous(requests.Session, url, 4)
-            four = sum(sim_requests(control, sim_url).values())
+            four = burst(control, sim_url, url, 4)
             peak_kib = memory_kib(proc.pid, "VmHWM")
         cpu_floor_figures = cpu_floor(config, args.concurrency, args.floor_repeat)
         interval_check = None
