@@ -24,6 +24,9 @@ STATES: tuple[str, ...] = (
     "unknown",
 )
 
+# How a run ended, for `job_runs_total`: `unknown` is a run seen to end without a readable outcome.
+OUTCOMES: tuple[str, ...] = ("succeeded", "failed", "stopped", "unknown")
+
 TARGET_LABELS: tuple[str, ...] = ("platform", "target")
 JOB_LABELS: tuple[str, ...] = (*TARGET_LABELS, "job_id", "job_name")
 NODE_LABELS: tuple[str, ...] = (*JOB_LABELS, "node")
@@ -78,6 +81,16 @@ JOB_END = gauge(
     "When the job's last run ended, in seconds since the epoch; absent while it runs.",
     JOB_LABELS,
 )
+JOB_RUNS = counter(
+    "job_runs_total",
+    "Runs of the job that ended since the exporter first looked at it, by outcome; each run counted once.",
+    (*JOB_LABELS, "outcome"),
+)
+JOB_LAST_FAILURE = gauge(
+    "job_last_failure_timestamp_seconds",
+    "When the job's newest failed run seen by the exporter ended, in seconds since the epoch, as the platform says.",
+    JOB_LABELS,
+)
 NODE_STATE = gauge(
     "node_state",
     "Normalized state of a job's node or operator: 1 for the current state, 0 for the others.",
@@ -110,6 +123,8 @@ CORE_FAMILIES: tuple[Family, ...] = (
     JOB_LAST_UPDATE,
     JOB_START,
     JOB_END,
+    JOB_RUNS,
+    JOB_LAST_FAILURE,
     NODE_STATE,
     NODE_VENDOR_STATE,
     SCRAPE_SUCCESS,

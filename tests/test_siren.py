@@ -774,7 +774,8 @@ def test_only_watched_jobs_are_remembered_and_a_job_gone_upstream_takes_its_memo
         samples = parse(probe(app))
         watched = {f"job-{n}" for n in range(40) if f"job-{n}".startswith("job-1")}
         assert {job.job_id for job in collector.known_jobs()} == watched
-        assert collector.jobs.footprint()["memory"] == len(watched)  # the log's other runs are not kept
+        # Per watched job, its last success and its runs; the log's other jobs are not kept.
+        assert collector.jobs.footprint()["memory"] == 2 * len(watched)
         assert value(samples, "ingestion_job_last_success_timestamp_seconds", job_id="job-10") == 1_700_000_060.01
         m.get(SEARCH, json=empty_search())
         m.get(re.compile(re.escape(f"{JOBS}/ingestion/")), status_code=404, json={"found": False})

@@ -3,7 +3,10 @@
 Per scrape: the job list, every page (CS: cursor paging; DLI: offset paging), which gives each job's name
 and status, since the metrics call carries none; then `POST .../jobs/metrics` once per `batch_size` job
 ids, the batches concurrently. `api_flavour` picks the endpoints: `cs` (`/v1.0/{project_id}/jobs`) or `dli`
-(`/v1.0/{project_id}/streaming/jobs`). Sample output::
+(`/v1.0/{project_id}/streaming/jobs`). Runs are counted (`ingestion_job_runs_total`, see
+`exporter.collectors.runs`) from the same list: a run is named by the job's `start_time`, which a new
+submission changes. The list keeps no history: a run that ended and was replaced between two scrapes counts as
+`unknown` (as `stopped` when it was last seen canceling). Sample output::
 
     ingestion_job_state{platform="cloudstream",target="cs",job_id="298765",job_name="clicks",state="running"} 1.0
     ingestion_stream_records_total{…,stream="Source: KafKa_6070_KAFKA_SOURCE",role="source"} 1200.0
@@ -21,6 +24,7 @@ from pydantic import Field, model_validator
 
 from exporter.collectors.base import ScrapeContext, SecretSink, TargetCollector
 from exporter.collectors.huawei_auth import HuaweiClient, HuaweiTarget, path_url
+from exporter.collectors.runs import RunLedger, RunView
 from exporter.http import Deadline, Upstream, UpstreamError
 from exporter.metrics import (
     JOB_LABELS,
@@ -263,6 +267,7 @@ class CloudStreamCollector(TargetCollector[CloudStreamTarget]):
 
     def prepare(self) -> None:
         self.client = CloudStreamClient(self.settings, self.upstream, self.secrets)
+        self.ledger = RunLedger(self.jobs)
 
     def configured_jobs(self) -> list[JobRef]:
         return self.settings.job_refs()
@@ -289,6 +294,7 @@ class CloudStreamCollector(TargetCollector[CloudStreamTarget]):
             for job in jobs:
                 self._state(ctx, job, listed.get(job.job_id), out)
         self._metrics(ctx, jobs, out)
+        self.ledger.emit(out, jobs)
 
     def _state(self, ctx: ScrapeContext, job: JobRef, listed: ListedJob | None, out: Output) -> None:
         if listed is None:
@@ -307,9 +313,13 @@ class CloudStreamCollector(TargetCollector[CloudStreamTarget]):
                 job_name=job.job_name,
             )
             return
-        out.job_state(job, self.state(listed.status, STATE_MAP), listed.status or "none")
+        state = self.state(listed.status, STATE_MAP)
+        out.job_state(job, state, listed.status or "none")
         out.add(JOB_INFO, 1, job, run_id="", job_type=listed.job_type or "")
         out.add_optional(JOB_START, listed.start_time, job)
+        if listed.start_time is not None:
+            run = RunView(f"{listed.start_time:.3f}", listed.start_time, state)
+            self.ledger.observe(job.job_id, run, history=False)
 
     def _metrics(self, ctx: ScrapeContext, jobs: list[JobRef], out: Output) -> None:
         by_id = {job.job_id: job for job in jobs if job.job_id.isdigit()}

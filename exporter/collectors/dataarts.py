@@ -3,7 +3,11 @@
 Per job and scrape: one status call, `GET /v1/{project_id}/jobs/{job_name}/status` (with the optional
 `workspace` header). Jobs are configured by name or discovered with `GET /v1/{project_id}/jobs?jobType=
 REAL_TIME`, paged by record offset until an empty page, and refreshed every discovery interval. A job the
-API no longer knows (400 DLF.0100) is `unknown` on its own. Sample output::
+API no longer knows (400 DLF.0100) is `unknown` on its own. Runs are counted (`ingestion_job_runs_total`, see
+`exporter.collectors.runs`) from the same status call: a run is named by the job's start time and its nodes'
+`jobInstanceId`s, so a restart shows as a new run. DLF keeps no history of real-time runs: a run that ended and
+was replaced between two scrapes counts as `unknown` (as `stopped` when it was last seen stopping). Sample
+output::
 
     ingestion_job_state{platform="dataarts",target="dlf",job_id="job_sms",job_name="job_sms",state="running"} 1.0
     ingestion_job_vendor_state{…,vendor_state="normal"} 1.0
@@ -19,6 +23,7 @@ from pydantic import AliasChoices, Field, model_validator
 
 from exporter.collectors.base import ScrapeContext, SecretSink, TargetCollector
 from exporter.collectors.huawei_auth import HuaweiClient, HuaweiTarget, path_url
+from exporter.collectors.runs import RunLedger, RunView
 from exporter.http import Deadline, Upstream, UpstreamError
 from exporter.metrics import (
     JOB_END,
@@ -199,6 +204,7 @@ class DataArtsCollector(TargetCollector[DataArtsTarget]):
 
     def prepare(self) -> None:
         self.client = DataArtsClient(self.settings, self.upstream, self.secrets)
+        self.ledger = RunLedger(self.jobs)
 
     def configured_jobs(self) -> list[JobRef]:
         return [JobRef(name, name) for name in self.settings.jobs]
@@ -206,15 +212,22 @@ class DataArtsCollector(TargetCollector[DataArtsTarget]):
     def collect(self, ctx: ScrapeContext, out: Output) -> None:
         self.client.auth.ready(ctx.deadline)
         ctx.each_job(self.jobs.refresh(ctx, self.client.discover), out, lambda job, buf: self._read(ctx, job, buf))
+        self.ledger.emit(out, self.jobs.known())
 
     def _read(self, ctx: ScrapeContext, job: JobRef, out: Output) -> None:
         status = self.client.status(job.job_id, ctx.deadline)
-        out.job_state(job, self.state(status.status, STATE_MAP), status.status or "none")
+        state = self.state(status.status, STATE_MAP)
+        out.job_state(job, state, status.status or "none")
         out.add_optional(JOB_START, status.start_time, job)
         out.add_optional(JOB_END, status.end_time, job)
         out.add_optional(JOB_LAST_UPDATE, status.last_update_time, job)
         for index, node in enumerate(status.nodes or []):
             self._node(node, node.name or f"node-{index}", job, out)
+        key = _run_key(status)
+        if key is not None:
+            self.ledger.observe(
+                job.job_id, RunView(key, status.start_time, state, ended_at=status.end_time), history=False
+            )
 
     def _node(self, node: DlfNode, name: str, job: JobRef, out: Output) -> None:
         if node.status is not None:
@@ -233,3 +246,10 @@ class DataArtsCollector(TargetCollector[DataArtsTarget]):
         out.add_optional(NODE_WRITTEN_BYTES, node.totalPutBytes, job, node=name)
         out.add_optional(NODE_BUFFERED, node.bufferRecords, job, node=name)
         out.add_optional(NODE_SPEED, node.speed, job, node=name)
+
+
+def _run_key(status: DlfJobStatus) -> str | None:
+    """What names the job's current run: its start time and its nodes' instance ids (either may be missing)."""
+    instances = sorted({node.jobInstanceId for node in status.nodes or [] if node.jobInstanceId})
+    parts = [f"{status.start_time:.3f}" if status.start_time is not None else "", *instances]
+    return "/".join(parts) if any(parts) else None

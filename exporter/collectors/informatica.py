@@ -1,12 +1,18 @@
 """Informatica Mass Ingestion Streaming (`sisvc`): settings, client, response models and collector.
 
-Per dataflow and scrape: one status call, one statistics call, and the jobs resource only when the
-runId changes (it is immutable for a run). Sample output::
+Per dataflow and scrape: one status call, one statistics call, and the jobs resource and the history resource
+only when the runId changes (the jobs resource is immutable for a run; the history then tells how the runs
+since the last change ended, see `exporter.collectors.runs`). Sample output::
 
     ingestion_job_state{platform="informatica",target="infa",job_id="1948…",job_name="testmonitor",state="running"} 1.0
     ingestion_job_vendor_state{…,vendor_state="running"} 1.0
     ingestion_node_state{…,node="testmonitor_source",state="running"} 1.0
     ingestion_job_deploy_duration_seconds{…} 1543.0
+    ingestion_job_runs_total{…,outcome="failed"} 1.0
+
+The history resource's entries are documented as `dataflowId, dataflowName, deployedAt, undeployedAt,
+dataflowVersion, runId, ...`; how a run ended is read from its `status` (the status resource's vocabulary), a
+field the vendor's page does not list: a run that was undeployed without one counts as `unknown`.
 """
 
 from __future__ import annotations
@@ -17,10 +23,11 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, TypeAdapter, model_validator
 
 from exporter.collectors.base import ScrapeContext, SecretSink, TargetCollector
 from exporter.collectors.credentials import LoginCache
+from exporter.collectors.runs import RunLedger, RunView
 from exporter.http import Deadline, Upstream, UpstreamError, decode_json, error_fields
 from exporter.metrics import (
     JOB_END,
@@ -59,6 +66,8 @@ STATE_MAP: dict[str, str] = {
     "stopped": "stopped",
     "undeployed": "stopped",
 }
+# Vendor statuses (snake_cased) of a dataflow whose run is over: only then is the statistics' stopTime its end.
+ENDED = frozenset({"stopped", "undeployed", "failed", "deploy_failed"})
 
 JOB_INFO = job_info_family("started_by", "runtime_env", "deployed_version")
 DEPLOY_START = gauge(
@@ -162,6 +171,18 @@ class JobRun(Lenient):
     startedBy: str | None = None
     runtimeEnv: str | None = None
     deployedVersion: Id | None = None
+
+
+class HistoryRun(Lenient):
+    """One run in the history resource; `status` (how it ended) is not on the vendor's list, so optional."""
+
+    runId: Id | None = None
+    deployedAt: EpochSeconds = None
+    undeployedAt: EpochSeconds = None
+    status: str | None = None
+
+
+HISTORY = TypeAdapter(list[HistoryRun])
 
 
 class Statistics(Lenient):
@@ -282,6 +303,11 @@ class InformaticaClient:
     def job_run(self, dataflow_id: str, run_id: str, deadline: Deadline) -> JobRun:
         return JobRun.model_validate(self._get(f"/sisvc/monitor/v1/jobs/{dataflow_id}/{run_id}", "jobs", deadline))
 
+    def history(self, dataflow_id: str, deadline: Deadline) -> list[HistoryRun]:
+        return HISTORY.validate_python(
+            self._get(f"/sisvc/monitor/v1/history/dataflows/{dataflow_id}", "history", deadline)
+        )
+
     def statistics(self, dataflow_id: str, deadline: Deadline) -> Statistics:
         params = {"intervals": self._settings.statistics_intervals, "overall": "true"}
         return Statistics.model_validate(
@@ -351,6 +377,8 @@ class InformaticaCollector(TargetCollector[InformaticaTarget]):
     def prepare(self) -> None:
         self.client = InformaticaClient(self.settings, self.upstream, self.secrets)
         self._runs: dict[str, RunDetails] = self.jobs.memory()
+        self.ledger = RunLedger(self.jobs)
+        self._history_read: dict[str, str] = self.jobs.memory()  # the runId current when the history was read
 
     def configured_jobs(self) -> list[JobRef]:
         return self.settings.dataflow_refs()
@@ -358,11 +386,13 @@ class InformaticaCollector(TargetCollector[InformaticaTarget]):
     def collect(self, ctx: ScrapeContext, out: Output) -> None:
         self.client.session(ctx.deadline)
         ctx.each_job(self.jobs.refresh(ctx, self.client.discover), out, lambda job, buf: self._read(ctx, job, buf))
+        self.ledger.emit(out, self.jobs.known())
 
     def _read(self, ctx: ScrapeContext, job: JobRef, out: Output) -> None:
         status = self.client.status(job.job_id, ctx.deadline)
         job = self.jobs.learn(job, status.dataflowName)
-        out.job_state(job, self.state(status.status, STATE_MAP), status.status or "none")
+        state = self.state(status.status, STATE_MAP)
+        out.job_state(job, state, status.status or "none")
         out.add_optional(JOB_LAST_UPDATE, status.timestamp, job)
         self._nodes(status, job, out)
         run = self._run_details(ctx, job, status.runId, status.status)
@@ -379,8 +409,11 @@ class InformaticaCollector(TargetCollector[InformaticaTarget]):
             out.add_optional(DEPLOY_START, run.startTime, job)
             out.add_optional(DEPLOY_END, run.endTime, job)
             out.add_optional(DEPLOY_DURATION, run.duration, job)
+        ended = snake_case(status.status or "") in ENDED
+        if status.runId:
+            self._count_runs(ctx, job, status.runId, RunView(status.runId, None, state, ended))
         if self.settings.statistics:
-            self._throughput(ctx, job, out)
+            self._throughput(ctx, job, out, ended)
 
     def _nodes(self, status: DataflowStatus, job: JobRef, out: Output) -> None:
         graph = status.graph or Graph()
@@ -428,7 +461,52 @@ class InformaticaCollector(TargetCollector[InformaticaTarget]):
         self._runs[job.job_id] = RunDetails(run_id, status, run)
         return run
 
-    def _throughput(self, ctx: ScrapeContext, job: JobRef, out: Output) -> None:
+    def _count_runs(self, ctx: ScrapeContext, job: JobRef, run_id: str, current: RunView) -> None:
+        """Count runs: the current one from the status, and those since the last runId change from the history.
+
+        The history is read only when the runId differs from the one current at its last read (or at the first
+        look, which reads none: what ended before it is the baseline). A 404 means no history is offered: the run
+        that was current before then ended with its outcome unseen.
+        """
+        self.ledger.observe(job.job_id, current, history=True)
+        last = self._history_read.setdefault(job.job_id, run_id)
+        if last == run_id:
+            return
+        try:
+            history = self.client.history(job.job_id, ctx.deadline)
+        except UpstreamError as exc:
+            if exc.status != 404:
+                ctx.errors.record(exc, f"history {job.job_id}", job_id=job.job_id, job_name=job.job_name)
+                return
+            history = []
+        except Exception as exc:  # noqa: BLE001 - a failed history read is tried again next scrape
+            ctx.errors.record(exc, f"history {job.job_id}", job_id=job.job_id, job_name=job.job_name)
+            return
+        self.ledger.settle(job.job_id, self._history_runs(ctx, job, history), run_id)
+        self._history_read[job.job_id] = run_id
+
+    def _history_runs(self, ctx: ScrapeContext, job: JobRef, history: list[HistoryRun]) -> list[RunView]:
+        runs = [
+            RunView(
+                entry.runId,
+                entry.deployedAt,
+                self.state(entry.status, STATE_MAP) if entry.status else None,
+                ended=entry.undeployedAt is not None,
+                ended_at=entry.undeployedAt,
+            )
+            for entry in history
+            if entry.runId
+        ]
+        if len(runs) < len(history):
+            ctx.errors.record(
+                UpstreamError("invalid_response", f"{len(history) - len(runs)} history entries without a runId"),
+                f"history {job.job_id}",
+                job_id=job.job_id,
+                job_name=job.job_name,
+            )
+        return runs
+
+    def _throughput(self, ctx: ScrapeContext, job: JobRef, out: Output, ended: bool) -> None:
         try:
             stats = self.client.statistics(job.job_id, ctx.deadline)
         except UpstreamError as exc:
@@ -440,7 +518,7 @@ class InformaticaCollector(TargetCollector[InformaticaTarget]):
             ctx.errors.record(exc, f"statistics {job.job_id}", job_id=job.job_id, job_name=job.job_name)
             return
         out.add_optional(JOB_START, stats.startTime, job)
-        out.add_optional(JOB_END, stats.stopTime, job)
+        out.add_optional(JOB_END, stats.stopTime if ended else None, job)  # absent while the run goes on
         out.add_optional(READ_RECORDS, stats.inMessages, job)
         out.add_optional(WRITTEN_RECORDS, stats.outMessages, job)
         out.add_optional(READ_BYTES, stats.inBytes, job)

@@ -38,6 +38,11 @@ Decisions:
 - `job_name` is the configured name, else the job id (Siren jobs have no other name).
 - `ingestion_job_last_success_timestamp_seconds` is the end of the newest successful run seen in any answer,
   kept in memory across scrapes (it survives the run leaving the window, not a restart of the exporter).
+- Runs are counted (`ingestion_job_runs_total`, see `exporter.collectors.runs`) from the job log: every run it
+  lists as over counts once, under its state, a run being named by its `start_time`. The newest run (the job
+  endpoint's, else the running list's or the log's) is the current one. A run that left without the log showing
+  its end (it started before the look-back window, or the log is off) counts as `unknown`; when the log could
+  not be read, that waits for the next read.
 - The job log is read in one request; Elasticsearch rejects URL parameters it does not know, so no page size
   is sent. When `hits.total` says more runs exist than were returned, a warning is logged once: shorten
   `search_lookback_seconds`.
@@ -61,6 +66,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from exporter.collectors.base import ScrapeContext, SecretSink, TargetCollector
+from exporter.collectors.runs import RunLedger, RunView
 from exporter.http import Deadline, Upstream, UpstreamError
 from exporter.metrics import JOB_END, JOB_LABELS, JOB_START, JobRef, Output, counter, gauge, snake_case
 from exporter.parsing import EpochSeconds, Id, Lenient, Number
@@ -434,6 +440,7 @@ class SirenCollector(TargetCollector[SirenTarget]):
     def prepare(self) -> None:
         self.client = SirenClient(self.settings, self.upstream, self.secrets)
         self._last_success: dict[str, float] = self.jobs.memory()
+        self.ledger = RunLedger(self.jobs)
         self.clock: Callable[[], float] = time.time
 
     def configured_jobs(self) -> list[JobRef]:
@@ -448,11 +455,13 @@ class SirenCollector(TargetCollector[SirenTarget]):
             since_ms = int((now - self.settings.search_lookback_seconds) * 1000)
             calls.append(("job log", lambda: self.client.search(since_ms, ctx.deadline)))
         runs: list[Run] = []
+        log_read = False
         for (subject, _call), result in zip(calls, ctx.map(calls, lambda item: item[1]()), strict=True):
             if isinstance(result, BaseException):
                 ctx.errors.record(result, subject)
             else:
                 runs.extend(self._accept(ctx, result))
+                log_read = log_read or isinstance(result, SearchAnswer)
         by_job: dict[str, list[Run]] = {}
         for run in runs:
             by_job.setdefault(run.job_id, []).append(run)
@@ -460,8 +469,11 @@ class SirenCollector(TargetCollector[SirenTarget]):
         for run in runs:
             self._note_success(run)
         ctx.each_job(
-            self.known_jobs(), out, lambda job, buf: self._read(ctx, job, by_job.get(job.job_id, []), now, buf)
+            self.known_jobs(),
+            out,
+            lambda job, buf: self._read(ctx, job, by_job.get(job.job_id, []), now, buf, log_read),
         )
+        self.ledger.emit(out, self.known_jobs())
 
     def _accept(self, ctx: ScrapeContext, result: RunningList | SearchAnswer) -> list[Run]:
         """Runs from the running list or the job log; partial answers are used and counted as invalid."""
@@ -481,7 +493,7 @@ class SirenCollector(TargetCollector[SirenTarget]):
             )
         return result.runs
 
-    def _read(self, ctx: ScrapeContext, job: JobRef, runs: list[Run], now: float, out: Output) -> None:
+    def _read(self, ctx: ScrapeContext, job: JobRef, runs: list[Run], now: float, out: Output, log_read: bool) -> None:
         listed = bool(runs)  # named by the running list or the job log in this collection
         # Configured jobs always ask the job endpoint; others only when no answer described their run.
         if self.jobs.is_configured(job.job_id) or newest(runs) is None or any(r.status is None for r in runs):
@@ -504,8 +516,28 @@ class SirenCollector(TargetCollector[SirenTarget]):
         out.add(ERROR_MESSAGES, len(status.error or []), job)
         out.add(ABORTING, 1.0 if status.is_aborting or state == "stopping" else 0.0, job)
         out.add_optional(LAST_SUCCESS, self._last_success.get(job.job_id), job)
+        self._count_runs(job, status, runs, log_read)
         if not listed:
             self._expire(job, status, now)
+
+    def _count_runs(self, job: JobRef, current: JobStatus, runs: list[Run], log_read: bool) -> None:
+        """The current run from the newest answer; the ended ones from the job log, when it was read."""
+        view = self._view(current)
+        if view is None:
+            return
+        logged = self.settings.search_lookback_seconds > 0
+        self.ledger.observe(job.job_id, view, history=logged)
+        if log_read:
+            history = [self._view(run.status) for run in runs if run.source == "log" and run.status is not None]
+            self.ledger.settle(job.job_id, [v for v in history if v is not None], view.key)
+
+    def _view(self, status: JobStatus) -> RunView | None:
+        """A run as the ledger counts it, named by its start time; None without one."""
+        if status.start_time is None:
+            return None
+        ended = not status.is_running if status.is_running is not None else status.end_time is not None
+        state = self.state(status.state, STATE_MAP) if status.state else None
+        return RunView(f"{status.start_time:.3f}", status.start_time, state, ended, status.end_time)
 
     def _not_found(self, job: JobRef, out: Output) -> None:
         if self.jobs.is_configured(job.job_id):
