@@ -377,3 +377,75 @@ def test_configured_name_is_kept_whatever_the_status_says() -> None:
         down = parse(probe_text(app))
     assert current_state(up, job_id=SEED_ID, job_name="orders-cdc") == "running"
     assert current_state(down, job_id=SEED_ID, job_name="orders-cdc") == "unknown"
+
+
+def test_end_time_is_absent_while_the_run_goes_on_and_given_once_it_is_over() -> None:
+    stats = {"dataflowId": SEED_ID, "dataflowRunId": 42563, "startTime": 1644839000000, "stopTime": 1644840000000}
+    status = json.loads((FIXTURES / "status_seed.json").read_text())
+    ends = {}
+    with rm.Mocker() as m:
+        mock_seed(m)
+        m.get(f"{SISVC}/statistics/dataflows/{SEED_ID}", json=stats)
+        app = make_app(make_settings([target()]))
+        for vendor in ("Running", "Running with Error", "Stopped"):
+            m.get(f"{SISVC}/status/dataflows/{SEED_ID}", json=status | {"status": vendor})
+            ends[vendor] = value(parse(probe_text(app)), "ingestion_job_end_timestamp_seconds", job_id=SEED_ID)
+    assert ends == {"Running": None, "Running with Error": None, "Stopped": 1644840000}
+
+
+def history_entry(run_id: int, deployed: int, undeployed: int | None, status: str | None) -> dict[str, Any]:
+    entry = {"dataflowId": SEED_ID, "dataflowName": "testmonitor", "deployedAt": deployed, "runId": run_id}
+    return entry | {"undeployedAt": undeployed, "dataflowVersion": 1} | ({"status": status} if status else {})
+
+
+HISTORY_URL = f"{SISVC}/history/dataflows/{SEED_ID}"
+RUNS = "ingestion_job_runs_total"
+
+
+def redeploy(m: rm.Mocker, run_id: int) -> None:
+    status = json.loads((FIXTURES / "status_seed.json").read_text())
+    m.get(f"{SISVC}/status/dataflows/{SEED_ID}", json=status | {"runId": run_id})
+
+
+def test_history_is_read_when_the_run_id_changes_and_counts_the_runs_ended_since_the_first_look() -> None:
+    history = [
+        history_entry(42600, 1644900000000, None, "Running"),
+        history_entry(42563, 1644809910000, 1644890000000, "Running with Error"),  # current at the first look
+        history_entry(42500, 1644700000000, 1644800000000, "Running with Error"),  # over before it: baseline
+    ]
+    with rm.Mocker() as m:
+        mock_seed(m)
+        reads = m.get(HISTORY_URL, json=history)
+        app = make_app(make_settings([target()]))
+        for _ in range(3):
+            assert value(parse(probe_text(app)), RUNS, outcome="failed") == 0
+        assert reads.call_count == 0  # the first look reads no history: what ended before it is the baseline
+        redeploy(m, 42600)
+        for _ in range(3):
+            samples = parse(probe_text(app))
+            assert value(samples, RUNS, outcome="failed") == 1 and value(samples, RUNS, outcome="unknown") == 0
+        assert reads.call_count == 1
+    assert value(samples, "ingestion_job_last_failure_timestamp_seconds", job_id=SEED_ID) == 1644890000
+    assert value(samples, "ingestion_scrape_success") == 1
+
+
+def test_a_failed_history_read_is_counted_and_tried_again_and_a_missing_history_counts_unknown() -> None:
+    ended = [history_entry(42600, 2, None, "Running"), history_entry(42563, 1, 2, "Stopped"), {"deployedAt": 3}]
+    with rm.Mocker() as m:
+        mock_seed(m)
+        m.get(HISTORY_URL, status_code=500, json={"error": {"code": "SISVC_500"}})
+        app = make_app(make_settings([target()]))
+        get(app, "/metrics")
+        redeploy(m, 42600)
+        failing = parse(get(app, "/metrics")[1])
+        m.get(HISTORY_URL, json=ended)
+        read = parse(get(app, "/metrics")[1])
+        redeploy(m, 42700)
+        m.get(HISTORY_URL, status_code=404, json={"error": {"code": "SISVC_404"}})
+        missing = parse(get(app, "/metrics")[1])
+    assert value(failing, "ingestion_scrape_errors_total", reason="http_status") == 1
+    assert value(failing, RUNS, outcome="stopped") == 0  # waits for the history
+    assert value(read, RUNS, outcome="stopped") == 1  # read on the next scrape, counted once
+    assert value(read, "ingestion_scrape_errors_total", reason="invalid_response") == 1  # the entry without a runId
+    assert value(missing, RUNS, outcome="unknown") == 1  # no history: 42600 ended, how is not known
+    assert value(missing, RUNS, outcome="stopped") == 1

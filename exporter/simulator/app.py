@@ -8,6 +8,12 @@ Control API (for tests that drive the simulator from another process):
     DELETE /_sim/faults                            clear all fault rules
     POST   /_sim/<platform>/jobs/<job_id>/state    {"state": "<vendor state>"} forces and freezes a job;
                                                    {"state": null} resumes its life cycle
+    POST   /_sim/<platform>/jobs/<job_id>/fail-and-restart
+                                                   the job's current run ends failed and a new run starts at
+                                                   once (the job is running again, its history holds the
+                                                   failed run as the vendor's would)
+    POST   /_sim/<platform>/jobs/<job_id>/stop-and-restart
+                                                   the same with an intentional stop (Siren: an abort)
     POST   /_sim/clock                             {"advance": SECONDS} moves the simulated clock forward
                                                    -> {"now": <epoch seconds>}
     POST   /_sim/<platform>/credentials            a new random secret for the platform -> its new
@@ -242,6 +248,8 @@ class Simulator:
                 return self._rotate(unquote(name))
             case "POST", [name, "jobs", job_id, "state"]:
                 return self._force(unquote(name), unquote(job_id), body)
+            case "POST", [name, "jobs", job_id, ("fail-and-restart" | "stop-and-restart") as action]:
+                return self._restart(unquote(name), unquote(job_id), failed=action == "fail-and-restart")
         return json_reply(404, {"error": f"no control endpoint {method} /_sim/{'/'.join(parts)}"})
 
     def _advance(self, body: bytes) -> Reply:
@@ -273,6 +281,18 @@ class Simulator:
         except ValueError as problem:
             return json_reply(400, {"error": str(problem)})
         return json_reply(200, {"platform": name, "id": job_id, "state": state, "frozen": state is not None})
+
+    def _restart(self, name: str, job_id: str, *, failed: bool) -> Reply:
+        platform = self._platforms.get(name)
+        if platform is None:
+            return _not_served(name)
+        try:
+            platform.restart(job_id, failed=failed)
+        except LookupError as missing:
+            return json_reply(404, {"error": str(missing)})
+        except ValueError as problem:
+            return json_reply(400, {"error": str(problem)})
+        return json_reply(200, {"platform": name, "id": job_id, "ended": "failed" if failed else "stopped"})
 
 
 def _not_served(name: str) -> Reply:

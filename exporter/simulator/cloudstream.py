@@ -21,7 +21,9 @@ two sources and sinks. A job moves once every `transition_seconds` on its own se
 -> job_running -> sometimes job_running_exception or job_savepointing -> job_canceling ->
 job_cancel_success -> job_submitting (a new run: counters from zero); a few submissions fail
 (job_submit_fail). Records grow while the job runs (a tenth of the rate with an exception), with a small
-share of corrupted records. `set_state` accepts all 14 DLI Flink statuses. With churn (`churn_seconds`,
+share of corrupted records. `set_state` accepts all 14 DLI Flink statuses. `restart(id, failed=...)` passes the job
+through job_running_exception (or job_canceling and job_cancel_success) and submits it again: a new
+`start_time`, and the list keeps nothing of the run before. With churn (`churn_seconds`,
 see lifecycle.py) a deleted job leaves the lists and the metrics answers, as an unknown id does.
 
 Seed mode: the one job of page 003 (id 0). The CS metrics call answers the page's example byte for
@@ -141,6 +143,9 @@ class CloudStream:
             raise ValueError(f"unknown state {state!r}; known: {', '.join(STATES)}")
         self._jobs.set_state(job_id, state)
 
+    def restart(self, job_id: str, *, failed: bool) -> None:
+        self._jobs.restart(job_id, failed=failed)
+
     def error_reply(self, endpoint: str, status: int) -> Reply:
         if status == 429:
             return throttled()
@@ -249,6 +254,9 @@ class _SeedJobs:
             raise LookupError(f"no job {job_id!r}")
         raise ValueError("seed mode serves the seed page verbatim; its state cannot change")
 
+    def restart(self, job_id: str, *, failed: bool) -> None:
+        self.set_state(job_id, None)
+
     def seed_metrics(self) -> bytes | None:
         return self._metrics
 
@@ -311,6 +319,11 @@ class _LiveJobs(LiveJobs[int, _Job]):
         if state in ("job_submitting", "job_init") and state != job.state:
             job.started, job.records = at, 0.0
         job.state = state
+
+    def _restart_moves(self, job: _Job, failed: bool) -> tuple[str, ...]:
+        if failed:
+            return "job_running_exception", "job_submitting", "job_running"
+        return "job_canceling", "job_cancel_success", "job_submitting", "job_running"
 
     def _integrate(self, job: _Job, until: float) -> None:
         elapsed = until - job.marked

@@ -17,7 +17,9 @@ STOPPING -> STOPPED -> STARTING (a new run: counters from zero). While NORMAL it
 and bytes (EXCEPTION: a tenth of the rate). Even-numbered jobs answer in the documented spelling
 (`startTime`, node `status` and `type`); odd-numbered ones as the seed and the SDK do (`starttime` as a
 date string, nodes with `nodeType` and `LastInstanceStatus` but no `status`). `delete_job(name)` removes a
-job, as deleting it in the console would; so does churn (`churn_seconds`, see lifecycle.py). A deleted
+job, as deleting it in the console would; `restart(name, failed=...)` passes the job through EXCEPTION (or
+STOPPING and STOPPED) and starts it again: a new start time and node instance ids, nothing left of the run before,
+as DLF keeps no history of real-time runs; so does churn (`churn_seconds`, see lifecycle.py). A deleted
 job leaves the list and answers as an unknown one (400 DLF.0100).
 
 Seed mode: the one job of page 002, `job_sms`: its status is the page's example byte for byte. The list
@@ -128,6 +130,9 @@ class DataArts:
             raise ValueError(f"unknown state {state!r}; known: {', '.join(STATES)}")
         self._jobs.set_state(job_id, state)
 
+    def restart(self, job_id: str, *, failed: bool) -> None:
+        self._jobs.restart(job_id, failed=failed)
+
     def delete_job(self, name: str) -> None:
         self._jobs.delete(name)
 
@@ -184,6 +189,9 @@ class _SeedJobs:
         if job_id != self._name:
             raise LookupError(f"no job {job_id!r}")
         raise ValueError("seed mode serves the seed page verbatim; its state cannot change")
+
+    def restart(self, job_id: str, *, failed: bool) -> None:
+        self.set_state(job_id, None)
 
     def delete(self, name: str) -> None:
         raise ValueError("seed mode serves the seed page verbatim; its job cannot be deleted")
@@ -302,6 +310,9 @@ class _LiveJobs(LiveJobs[str, _Job]):
         if state == STOPPED:
             job.ended = at
         job.state, job.updated = state, at
+
+    def _restart_moves(self, job: _Job, failed: bool) -> tuple[str, ...]:
+        return (EXCEPTION, STARTING, NORMAL) if failed else (STOPPING, STOPPED, STARTING, NORMAL)
 
     def _integrate(self, job: _Job, until: float) -> None:
         elapsed = until - job.marked

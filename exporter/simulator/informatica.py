@@ -11,7 +11,11 @@ Running with Error -> Stopped -> Undeployed -> Deploying. A deploy opens a new r
 new jobs record, counters from zero). The flows start spread over the states (running, warning,
 deploying, stopped, running, error, never deployed, running, then again). Statistics grow a few
 hundred messages a second while a flow runs. A flow never deployed answers `runId: null` in its
-status, `[]` as history and 404 for statistics. A jobs record has `endTime`/`duration` null until
+status, `[]` as history and 404 for statistics. The history lists every run, newest first, with its
+`status`: the flow's while the run goes on, then how it ended (`Running with Error` for a run that ended
+in error, `Stopped` for one stopped before its undeploy, else `Undeployed`). `restart(id, failed=...)`
+ends the current run in error (redeployed from `Running with Error`) or stopped on purpose (Stopped,
+Undeployed), and deploys a new run that is up at once. A jobs record has `endTime`/`duration` null until
 its deploy ends, and its status is the flow's until the run is undeployed. With churn
 (`churn_seconds`, see lifecycle.py) a deleted dataflow answers as an unknown one (SISVC_404) and
 leaves the objects list. `rotate_credentials()` gives the user a new password: the old one is then
@@ -135,6 +139,9 @@ class Informatica:
 
     def set_state(self, job_id: str, state: str | None) -> None:
         self._fleet.set_state(job_id, state)
+
+    def restart(self, job_id: str, *, failed: bool) -> None:
+        self._fleet.restart(job_id, failed=failed)
 
     def error_reply(self, endpoint: str, status: int) -> Reply:
         phrase = responses.get(status, "Error")
@@ -277,6 +284,8 @@ class _Fleet(Protocol):
 
     def set_state(self, flow_id: str, state: str | None) -> None: ...
 
+    def restart(self, flow_id: str, *, failed: bool) -> None: ...
+
     def status(self, flow_id: str) -> bytes: ...
 
     def job(self, flow_id: str, run_id: int) -> bytes: ...
@@ -303,6 +312,9 @@ class _SeedFleet:
     def set_state(self, flow_id: str, state: str | None) -> None:
         self._known(flow_id)
         raise ValueError("seed mode serves the seed pages verbatim; its state cannot change")
+
+    def restart(self, flow_id: str, *, failed: bool) -> None:
+        self.set_state(flow_id, None)
 
     def status(self, flow_id: str) -> bytes:
         self._known(flow_id)
@@ -339,6 +351,7 @@ class _Run:
     deployed: float | None = None  # end of the deploy
     stopped: float | None = None
     undeployed: float | None = None
+    end_status: str | None = None  # how the run ended, once undeployed
     in_messages: float = 0.0
     out_messages: float = 0.0
 
@@ -479,6 +492,7 @@ class _LiveFleet(LiveJobs[str, _Flow]):
                         "undeployedAt": None if run.undeployed is None else _ms(run.undeployed),
                         "dataflowVersion": flow.version,
                         "runId": run.run_id,
+                        "status": run.end_status or flow.state,
                     }
                     for run in reversed(flow.runs)
                 ]
@@ -507,14 +521,19 @@ class _LiveFleet(LiveJobs[str, _Flow]):
             if state != UNDEPLOYED:
                 flow.runs.append(_Run(self._new_run_id(), at, None if state == DEPLOYING else at))
         elif state == DEPLOYING and flow.state != DEPLOYING:
-            _close(run, at)
+            _close(run, at, flow.state)
             flow.runs.append(_Run(self._new_run_id(), at))
         elif state == UNDEPLOYED:
-            _close(run, at)
+            _close(run, at, flow.state)
         elif state != DEPLOYING:
             run.deployed = at if run.deployed is None else run.deployed
             run.stopped = (at if run.stopped is None else run.stopped) if state == STOPPED else None
         flow.state = state
+
+    def _restart_moves(self, flow: _Flow, failed: bool) -> tuple[str, ...]:
+        if failed:
+            return ERROR, DEPLOYING, flow.healthy
+        return STOPPED, UNDEPLOYED, DEPLOYING, flow.healthy
 
     def _integrate(self, flow: _Flow, until: float) -> None:
         elapsed = until - flow.marked
@@ -577,10 +596,12 @@ def _past(state: str, healthy: str, rng: random.Random, now: float) -> list[tupl
     return moves
 
 
-def _close(run: _Run, at: float) -> None:
+def _close(run: _Run, at: float, status: str) -> None:
+    """Undeploy the run at `at`, from the flow's `status` then: its end status says how it ended."""
     run.deployed = at if run.deployed is None else run.deployed
     run.stopped = at if run.stopped is None else run.stopped
     run.undeployed = at
+    run.end_status = status if status in (ERROR, STOPPED) else UNDEPLOYED
 
 
 def _node_statuses(flow: _Flow) -> list[tuple[str, str | None]]:

@@ -12,6 +12,10 @@ Churn (`churn_seconds`): every that many seconds the oldest live job is deleted 
 was never used before. The next look (`_now`) plays the churn events missed, each in constant time.
 A deleted job leaves nothing behind unless the platform keeps a history of it (`_retention`, `_retire`),
 so the memory held is the live fleet's, however many jobs churn through.
+
+A restart (`restart`) ends the job's current run, failed or stopped on purpose, and starts a new one that goes
+on, in the states the platform's `_restart_moves` names, a second apart and ending now: what a platform's own
+restart, an operator or a scheduler does between two scrapes.
 """
 
 from __future__ import annotations
@@ -63,6 +67,14 @@ class LiveJobs(ABC, Generic[K, J]):
                 return
             self._enter(job, state, now)
             job.frozen = True
+
+    def restart(self, job_id: str, *, failed: bool) -> None:
+        """End the job's current run (`failed`, else stopped on purpose) and start a new one at once, now."""
+        with self._lock:
+            job, now = self._current(self._parse(job_id))
+            moves = self._restart_moves(job, failed)
+            for index, state in enumerate(moves):
+                self._enter(job, state, now - (len(moves) - 1 - index))
 
     def _now(self) -> float:
         """Now, after the churn events due by now; call with the lock held.
@@ -154,6 +166,10 @@ class LiveJobs(ABC, Generic[K, J]):
 
     @abstractmethod
     def _enter(self, job: J, state: str, at: float) -> None: ...
+
+    @abstractmethod
+    def _restart_moves(self, job: J, failed: bool) -> tuple[str, ...]:
+        """The states a restart passes through: the current run's end (failed or stopped), then a new run."""
 
     @abstractmethod
     def _integrate(self, job: J, until: float) -> None:

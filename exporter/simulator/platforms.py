@@ -191,6 +191,10 @@ class Platform(Protocol):
         """Force a job into a vendor state and freeze it there; None resumes its life cycle."""
         ...
 
+    def restart(self, job_id: str, *, failed: bool) -> None:
+        """End the job's current run, failed or stopped on purpose, and start a new one that goes on, now."""
+        ...
+
     def error_reply(self, endpoint: str, status: int) -> Reply:
         """The platform's own error document for `status` on `endpoint`."""
         ...

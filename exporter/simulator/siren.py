@@ -27,7 +27,9 @@ start spread over the states, each with a few backdated runs in the job log. `_s
 `hits.total` as `{value, relation}` (or an integer with `total_as_int = True`). The log keeps every run,
 unless `job_log_seconds` is set: then it holds the runs started in the last that many seconds, as an index
 with a retention policy does, and is full from the start (each job has already lived that long, with the
-same draws), so a long run reads a log of steady size. With churn (`churn_seconds`, see lifecycle.py;
+same draws), so a long run reads a log of steady size. `restart(id, failed=...)` ends the current run in error (or
+aborted, through aborting) and starts a new one, which the job endpoint then shows while the log keeps the
+ended one. With churn (`churn_seconds`, see lifecycle.py;
 it needs `job_log_seconds`) a deleted job answers 404 `found: false` and leaves the running list, while
 its finished runs stay in the log until they age out of it. `rotate_credentials()` gives the monitoring
 user a new password (the API key and the token stay); the old one then gets the 401 of a wrong one.
@@ -216,6 +218,9 @@ class Siren:
             raise ValueError(f"unknown state {state!r}; known: {', '.join(STATES)}")
         self._jobs.set_state(job_id, state)
 
+    def restart(self, job_id: str, *, failed: bool) -> None:
+        self._jobs.restart(job_id, failed=failed)
+
     def error_reply(self, endpoint: str, status: int) -> Reply:
         kind = {429: "es_rejected_execution_exception", 503: "cluster_block_exception"}.get(
             status, "illegal_argument_exception" if status < 500 else "exception"
@@ -313,6 +318,10 @@ class _SeedJobs:
             raise ValueError(f"page 004 has no example in state {state!r}; it has {', '.join(SEED_EXAMPLES)}")
         with self._lock:
             self._example = state or RUNNING
+
+    def restart(self, job_id: str, *, failed: bool) -> None:
+        self._known(job_id)
+        raise ValueError("seed mode serves page 004 verbatim: its one job cannot restart")
 
     def job(self, job_id: str) -> Reply:
         if job_id != self.JOB:
@@ -468,6 +477,10 @@ class _LiveJobs(LiveJobs[str, _Job]):
         if state == ERROR:
             messages = job.rng.choice(_FAILURES)
             run.errors = tuple(message.format(source=job.source) for message in messages)
+
+    def _restart_moves(self, job: _Job, failed: bool) -> tuple[str, ...]:
+        ending = (ERROR,) if failed else (ABORTING, ABORTED)
+        return (*(() if job.running else (RUNNING,)), *ending, RUNNING)
 
     def _integrate(self, job: _Job, until: float) -> None:
         run = job.current
