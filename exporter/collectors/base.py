@@ -301,11 +301,11 @@ class JobDirectory:
 
     def _prune(self) -> None:
         """Drop what is kept of jobs no longer watched; call with the lock held."""
-        for kept in (self._names, *self._memories):
+        for kept in (self._names, *self._memories):  # a copy of the keys: other jobs' reads may add their own
             for job_id in [
-                job_id for job_id in kept if job_id not in self._configured and job_id not in self._discovered
+                job_id for job_id in list(kept) if job_id not in self._configured and job_id not in self._discovered
             ]:
-                del kept[job_id]
+                kept.pop(job_id, None)
 
 
 class TargetCollector(ABC, Generic[S]):
