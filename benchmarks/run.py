@@ -220,8 +220,8 @@ def request_floor(n: int, concurrency: int, batch_size: int, new_runs: float = 0
     batches = math.ceil(n / batch_size)
     pages = max(1, math.ceil(n / CLOUDSTREAM_PAGE))
     return {
-        # one status call and one statistics call per dataflow; the jobs resource only when a runId changes
-        "informatica": {"requests": 2 * n + new_runs, "rounds": math.ceil(2 * n / concurrency)},
+        # one status call and one statistics call per dataflow; the jobs and history resources when a runId changes
+        "informatica": {"requests": 2 * n + 2 * new_runs, "rounds": math.ceil(2 * n / concurrency)},
         "dataarts": {"requests": n, "rounds": math.ceil(n / concurrency)},
         # the job list (states; pages of at most 100, one after another), then the batched metrics calls
         "cloudstream": {"requests": pages + batches, "rounds": pages + math.ceil(batches / concurrency)},
@@ -630,7 +630,8 @@ def table(results: list[dict[str, Any]]) -> str:
         lines.append(f"         measured/floor: {floor}")
         lines.append(
             f"         informatica jobs resource: {r['requests_per_scrape'].get('informatica GET jobs', 0):g} reads a "
-            f"scrape for {r['informatica_new_runs_per_scrape']:g} new runIds (the floor counts these) and "
+            f"scrape, history resource: {r['requests_per_scrape'].get('informatica GET history', 0):g}, "
+            f"for {r['informatica_new_runs_per_scrape']:g} new runIds (the floor counts these) and "
             f"{r['informatica_deployments_ended_per_scrape']:g} runs that ended their deployment (read again)"
         )
         if r["min_interval"] is not None:

@@ -7,6 +7,7 @@ every run that ends is one a test ended through the control API.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -135,8 +136,8 @@ def still(platform: str) -> SimulatorOptions:
     return SimulatorOptions(jobs=2, platforms=[platform], transition_seconds=YEAR)
 
 
-def exporter(sim: Simulator, platform: str, tmp_path: Path) -> tuple[RootSettings, ExporterApp]:
-    settings = make_settings([simulated(sim, platform, "sim", tmp_path)])
+def exporter(sim: Simulator, platform: str, tmp_path: Path, **overrides: Any) -> tuple[RootSettings, ExporterApp]:
+    settings = make_settings([simulated(sim, platform, "sim", tmp_path) | overrides])
     return settings, make_app(settings)
 
 
@@ -144,13 +145,15 @@ def history_reads(sim: Simulator) -> int:
     return sim.stats().get(("informatica", "history", "GET"), 0)
 
 
-@pytest.mark.parametrize("platform", SIMULATED)
+# Job 0 runs on every platform; DataArts job 1 answers in the SDK's spelling (a start time in whole seconds, node
+# instance ids).
+@pytest.mark.parametrize(("platform", "index"), [*((platform, 0) for platform in SIMULATED), ("dataarts", 1)])
 def test_a_run_that_fails_and_restarts_between_scrapes_is_counted_once_and_a_restart_takes_it_as_baseline(
-    platform: str, tmp_path: Path
+    platform: str, index: int, tmp_path: Path
 ) -> None:
     expected = "failed" if platform in HISTORY else "unknown"
     with Simulator(still(platform)) as sim:
-        job_id = sim.jobs(platform)[0]["id"]  # job 0 runs on every platform
+        job_id = sim.jobs(platform)[index]["id"]
         settings, app = exporter(sim, platform, tmp_path)
         assert outcomes(scrape(app), job_id) == dict.fromkeys(OUTCOMES, 0)
         control(sim, platform, job_id, "fail-and-restart")
@@ -183,6 +186,20 @@ def test_an_intentional_stop_and_restart_is_never_counted_as_failed(platform: st
         control(sim, platform, job_id, "stop-and-restart")
         for _ in range(3):
             assert outcomes(scrape(app), job_id) == {**dict.fromkeys(OUTCOMES, 0), expected: 1}
+        app.runners.close()
+
+
+def test_without_the_siren_job_log_a_run_replaced_between_scrapes_counts_unknown(tmp_path: Path) -> None:
+    with Simulator(still("siren")) as sim:
+        job_id = sim.jobs("siren")[0]["id"]
+        _, app = exporter(sim, "siren", tmp_path, search_lookback_seconds=0)
+        scrape(app)
+        control(sim, "siren", job_id, "fail-and-restart")
+        for _ in range(2):
+            samples = scrape(app)
+            assert outcomes(samples, job_id) == {**dict.fromkeys(OUTCOMES, 0), "unknown": 1}
+        assert value(samples, "ingestion_job_last_failure_timestamp_seconds", job_id=job_id) is None
+        assert sim.stats().get(("siren", "jobs_search", "GET"), 0) == 0
         app.runners.close()
 
 
