@@ -449,3 +449,18 @@ def test_a_failed_history_read_is_counted_and_tried_again_and_a_missing_history_
     assert value(read, "ingestion_scrape_errors_total", reason="invalid_response") == 1  # the entry without a runId
     assert value(missing, RUNS, outcome="unknown") == 1  # no history: 42600 ended, how is not known
     assert value(missing, RUNS, outcome="stopped") == 1
+
+
+@pytest.mark.parametrize("body", ['{"runs": []}', '"history"', '[{"runId": {"nested": 1}}]', "[1, 2]"])
+def test_a_malformed_history_is_counted_as_invalid_and_never_takes_down_the_scrape(body: str) -> None:
+    with rm.Mocker() as m:
+        mock_seed(m)
+        m.get(HISTORY_URL, text=body)
+        app = make_app(make_settings([target()]))
+        get(app, "/metrics")
+        redeploy(m, 42600)
+        status, text = get(app, "/metrics")
+    samples = parse(text)
+    assert status.startswith("200") and current_state(samples, job_id=SEED_ID) == "running"
+    assert value(samples, "ingestion_scrape_errors_total", reason="invalid_response") == 1
+    assert value(samples, RUNS, outcome="unknown") == 0  # the run before waits for a readable history

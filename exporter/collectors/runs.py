@@ -114,9 +114,6 @@ class RunLedger:
                 self._count(runs, run, outcome)
         self._left(runs, current)
 
-    def knows(self, job_id: str) -> bool:
-        return job_id in self._jobs
-
     def emit(self, out: Output, jobs: Iterable[JobRef]) -> None:
         """Every outcome's counter (from 0, so `increase()` sees the first run) and the last failure, per job seen."""
         for job in jobs:
