@@ -17,10 +17,10 @@ STOPPING -> STOPPED -> STARTING (a new run: counters from zero). While NORMAL it
 and bytes (EXCEPTION: a tenth of the rate). Even-numbered jobs answer in the documented spelling
 (`startTime`, node `status` and `type`); odd-numbered ones as the seed and the SDK do (`starttime` as a
 date string, nodes with `nodeType` and `LastInstanceStatus` but no `status`). `delete_job(name)` removes a
-job, as deleting it in the console would; `restart(name, failed=...)` passes the job through EXCEPTION (or
-STOPPING and STOPPED) and starts it again: a new start time and node instance ids, nothing left of the run before,
-as DLF keeps no history of real-time runs; so does churn (`churn_seconds`, see lifecycle.py). A deleted
-job leaves the list and answers as an unknown one (400 DLF.0100).
+job, as deleting it in the console would; so does churn (`churn_seconds`, see lifecycle.py). A deleted
+job leaves the list and answers as an unknown one (400 DLF.0100). `restart(name, failed=...)` passes the job
+through EXCEPTION (or STOPPING and STOPPED) and starts it again: a new start time and node instance ids, and
+nothing left of the run before, as DLF keeps no history of real-time runs.
 
 Seed mode: the one job of page 002, `job_sms`: its status is the page's example byte for byte. The list
 call (page 002 has no example of it) lists that one job.
