@@ -115,11 +115,10 @@ class RunLedger:
         self._left(runs, current)
 
     def emit(self, out: Output, jobs: Iterable[JobRef]) -> None:
-        """Every outcome's counter (from 0, so `increase()` sees the first run) and the last failure, per job seen."""
+        """Per job reported, every outcome's counter (from 0, so `increase()` sees the first run that ends, also
+        for a job whose runs could not be read yet) and the last failure, where one was seen."""
         for job in jobs:
-            runs = self._jobs.get(job.job_id)
-            if runs is None:
-                continue
+            runs = self._jobs.get(job.job_id) or JobRuns()
             for outcome, count in runs.counts.items():
                 out.add(JOB_RUNS, count, job, outcome=outcome)
             out.add_optional(JOB_LAST_FAILURE, runs.last_failure, job)
