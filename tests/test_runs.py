@@ -190,6 +190,24 @@ def test_an_intentional_stop_and_restart_is_never_counted_as_failed(platform: st
         app.runners.close()
 
 
+@pytest.mark.parametrize(("platform", "endpoint"), [("informatica", "history"), ("siren", "jobs_search")])
+def test_a_history_that_cannot_be_read_is_read_again_and_the_failure_still_counts_once(
+    platform: str, endpoint: str, tmp_path: Path
+) -> None:
+    with Simulator(still(platform)) as sim:
+        job_id = sim.jobs(platform)[0]["id"]
+        _, app = exporter(sim, platform, tmp_path)
+        scrape(app)
+        control(sim, platform, job_id, "fail-and-restart")
+        sim.faults.add({"platform": platform, "endpoint": endpoint, "kind": "error", "status": 503, "count": 1})
+        waiting = scrape(app)
+        assert outcomes(waiting, job_id) == dict.fromkeys(OUTCOMES, 0)  # neither failed nor unknown yet
+        assert value(waiting, "ingestion_scrape_success") == 0
+        for _ in range(2):
+            assert outcomes(scrape(app), job_id) == {**dict.fromkeys(OUTCOMES, 0), "failed": 1}
+        app.runners.close()
+
+
 def test_without_the_siren_job_log_a_run_replaced_between_scrapes_counts_unknown(tmp_path: Path) -> None:
     with Simulator(still("siren")) as sim:
         job_id = sim.jobs("siren")[0]["id"]
