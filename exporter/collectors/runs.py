@@ -149,7 +149,7 @@ class RunLedger:
         while len(runs.seen) > self._keep:
             _, started = runs.seen.popitem(last=False)
             if started is not None:
-                runs.floor = max(runs.floor or -math.inf, math.nextafter(started, math.inf))
+                runs.floor = max(-math.inf if runs.floor is None else runs.floor, math.nextafter(started, math.inf))
 
     @staticmethod
     def _note_failure(runs: JobRuns, run: RunView, outcome: str) -> None:
