@@ -54,6 +54,21 @@ THRESHOLDS: dict[str, Threshold] = {
     "corrupted_records_window": Threshold("10m", "Window over which corrupted records are counted."),
     "corrupted_records_threshold": Threshold("0", "Corrupted records within the window above which it alerts."),
     "corrupted_records_for": Threshold("0m", "How long corrupted records must keep arriving before it alerts."),
+    "job_run_failed_window": Threshold(
+        "10m",
+        "Window in which a failed run raises IngestionJobRunFailed; at least four scrape intervals, and about how "
+        "long the alert stays firing after the run failed.",
+    ),
+    "job_run_failed_for": Threshold(
+        "0m", "How long IngestionJobRunFailed waits before firing; keep it well below job_run_failed_window."
+    ),
+    "job_flapping_window": Threshold("1h", "Window over which IngestionJobFlapping counts the runs that ended."),
+    "job_flapping_runs": Threshold("3", "Runs ended within the window at which IngestionJobFlapping fires."),
+    "job_flapping_outcomes": Threshold(
+        "failed|unknown",
+        "Outcomes of the runs IngestionJobFlapping counts (a regular expression); never stopped, an operator's act.",
+    ),
+    "job_flapping_for": Threshold("0m", "How long IngestionJobFlapping waits before firing."),
     "target_unreachable_for": Threshold("5m", "How long the exporter may fail to read a whole target."),
     "target_scrape_errors_for": Threshold("15m", "How long a target may keep failing some upstream calls."),
     "exporter_absent_for": Threshold("5m", "How long Prometheus may have no series from any exporter."),
@@ -201,6 +216,33 @@ def alert_rules(p: Mapping[str, str]) -> list[dict[str, Any]]:
             "Running ingestion job {{ $labels.job_name }} on {{ $labels.platform }} moves no records.",
             f"{_WHO} is running but has read at most {p['job_no_records_rate']} records per second "
             f"for more than {p['job_no_records_for']}.",
+            p,
+        ),
+        _alert(
+            "IngestionJobRunFailed",
+            f"max by ({JOB}) (\n"
+            f'  increase(ingestion_job_runs_total{{outcome="failed"}}[{p["job_run_failed_window"]}])\n'
+            ") > 0\nunless on (platform, target, job_id)\n"
+            'ingestion_job_state{state="failed"} == 1\n',
+            p["job_run_failed_for"],
+            "warning",
+            "A run of ingestion job {{ $labels.job_name }} on {{ $labels.platform }} failed.",
+            f"{_WHO} ended a run as failed within the last {p['job_run_failed_window']} and is not in the failed "
+            "state now: the job was restarted (by the platform, an operator or a scheduler) or stopped after it.",
+            p,
+        ),
+        _alert(
+            "IngestionJobFlapping",
+            f"max by ({JOB}) (\n"
+            f'  sum without (outcome) (increase(ingestion_job_runs_total{{outcome=~"{p["job_flapping_outcomes"]}"}}'
+            f"[{p['job_flapping_window']}]))\n"
+            f") >= {p['job_flapping_runs']}\n",
+            p["job_flapping_for"],
+            "critical",
+            "Ingestion job {{ $labels.job_name }} on {{ $labels.platform }} keeps restarting.",
+            f'{_WHO} ended {{{{ $value | printf "%.0f" }}}} runs as '
+            f"{p['job_flapping_outcomes'].replace('|', ' or ')} within the last {p['job_flapping_window']}: "
+            "it fails and is restarted again and again.",
             p,
         ),
         _alert(
