@@ -3,6 +3,7 @@ metric families the exporter exports."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import re
@@ -16,6 +17,8 @@ from typing import Any
 
 import pytest
 import yaml
+from grafana_foundation_sdk.models import dashboard as dm
+from grafana_foundation_sdk.models import prometheus as pm
 from prometheus_client import CollectorRegistry
 
 from exporter.collectors import platform_families
@@ -351,6 +354,35 @@ def test_dashboards_are_grafana_dashboards() -> None:
                 used = set(re.findall(r"\$(\w+)", query["expr"])) - {"__rate_interval", "__interval", "__range", "1"}
                 assert used <= set(variables), f"{name}: {panel['title']!r} uses undefined variables {used}"
     assert len(uids) == len(boards)
+
+
+# Grafana's panel kinds and the SDK's module modelling each one's options.
+PANEL_MODELS = {
+    "stat": "stat",
+    "bargauge": "bargauge",
+    "table": "table",
+    "timeseries": "timeseries",
+    "state-timeline": "statetimeline",
+    "nodeGraph": "nodegraph",
+}
+
+
+def test_every_panel_is_built_from_grafanas_typed_models() -> None:
+    """Options, value mappings and queries are the SDK's models of each panel kind, never loose dicts: the
+    builders' types (checked by mypy) hold every panel to Grafana's schema."""
+    built = generate.dashboards()
+    assert set(built) == {path.name for path in DASHBOARD_FILES}
+    for name, board in built.items():
+        assert isinstance(board, dm.Dashboard) and board.panels, name
+        for panel in board.panels:
+            assert isinstance(panel, dm.Panel), (name, panel)
+            where = (name, panel.title)
+            models = importlib.import_module(f"grafana_foundation_sdk.models.{PANEL_MODELS[panel.type_val]}")
+            assert panel.options is None or isinstance(panel.options, models.Options), where
+            assert panel.targets and all(isinstance(query, pm.Dataquery) for query in panel.targets), where
+            defaults = panel.field_config.defaults if panel.field_config else None
+            mappings = (defaults.mappings if defaults else None) or []
+            assert all(isinstance(mapping, dm.ValueMap) for mapping in mappings), where
 
 
 def test_dashboards_cover_what_the_on_call_needs() -> None:
