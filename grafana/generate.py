@@ -393,6 +393,8 @@ STATE_COLORS = {
     "unknown": "text",
 }
 STATES = tuple(STATE_COLORS)
+OUTCOMES = ("succeeded", "failed", "stopped", "unknown")
+"""The outcomes of ingestion_job_runs_total, each drawn in the colour of the state of that name."""
 
 JOB_DETAIL_LINK = (
     "/d/ingestion-job/ingestion-job-detail?var-datasource=${datasource}"
@@ -584,7 +586,7 @@ def overview() -> dm.Dashboard:
     return dashboard_of(
         "ingestion-overview",
         "Ingestion jobs / Overview",
-        "All ingestion and stream jobs across platforms: states, throughput, readability.",
+        "All ingestion and stream jobs across platforms: states, throughput, failed runs, readability.",
         [*platform_target_variables(multi=True), job_variable(multi=True)],
         [
             last_value(
@@ -707,9 +709,46 @@ def overview() -> dm.Dashboard:
                         "{{job_name}} {{role}} {{stream}}",
                     )
                 ],
-                w=24,
             ).unit("short"),
+            failed_runs_per_job(),
         ],
+    )
+
+
+def failed_runs_per_job() -> table.Panel:
+    """Every job with the runs that failed within the dashboard's time range, most first."""
+    return (
+        panel(
+            table.Panel(),
+            "Failed runs in the range",
+            "Runs of each job that ended failed within the selected time range, including those restarted between "
+            "two scrapes that no state shows (not counted: runs that ended before the exporter started). "
+            "Click a row to open the job's detail.",
+            [
+                target(
+                    f"max by (platform, target, job_id, job_name) "
+                    f'(increase(ingestion_job_runs_total{{{JOB_SEL}, outcome="failed"}}[$__range]))',
+                    instant=True,
+                    table=True,
+                )
+            ],
+        )
+        .decimals(0)
+        .sort_by([common.TableSortByFieldState().display_name("Failed runs").desc(True)])
+        .override_by_name(
+            "Value",
+            [
+                dm.DynamicConfigValue(id_val="displayName", value="Failed runs"),
+                dm.DynamicConfigValue(id_val="custom.cellOptions", value=cm.TableColorTextCellOptions()),
+            ],
+        )
+        .thresholds(
+            dashboard.ThresholdsConfig()
+            .mode(dm.ThresholdsMode.ABSOLUTE)
+            .steps([dm.Threshold(value=None, color="green"), dm.Threshold(value=0.5, color="red")])
+        )
+        .with_transformation(organize(["Time"], {"platform": 0, "target": 1, "job_name": 2, "job_id": 3, "Value": 4}))
+        .data_links([dashboard.DashboardLink("Job detail").url(JOB_DETAIL_LINK)])
     )
 
 
@@ -732,11 +771,12 @@ def job_detail() -> dm.Dashboard:
         ("Deploy ended", "ingestion_job_deploy_end_timestamp_seconds"),
         ("Status updated", "ingestion_job_last_update_timestamp_seconds"),
         ("Last success", "ingestion_job_last_success_timestamp_seconds"),
+        ("Last failure", "ingestion_job_last_failure_timestamp_seconds"),
     ]
     return dashboard_of(
         "ingestion-job",
         "Ingestion jobs / Job detail",
-        "One job: state over time, nodes, topology, throughput, deploy and run times.",
+        "One job: state over time, runs and failures, nodes, topology, throughput, deploy and run times.",
         [*platform_target_variables(multi=False), job_variable(multi=False)],
         [
             panel(
@@ -765,8 +805,9 @@ def job_detail() -> dm.Dashboard:
                 panel(
                     stat.Panel(),
                     "Deploy and run times",
-                    "When the current run and its deployment started and ended, and when the platform last "
-                    "updated the status (absent where the platform does not report them).",
+                    "When the current run and its deployment started and ended, when the platform last updated the "
+                    "status, and when the newest successful and failed runs it reports ended (absent where the "
+                    "platform does not report them).",
                     [
                         target(f"{family}{{{ONE_JOB}}} * 1000", label, ref=chr(ord("A") + i))
                         for i, (label, family) in enumerate(times)
@@ -785,6 +826,25 @@ def job_detail() -> dm.Dashboard:
                     h=5,
                 )
             ),
+            color_by_name(
+                panel(
+                    timeseries.Panel(),
+                    "Runs per outcome",
+                    "Runs of the job that ended within the rate interval before each point, by outcome: failed "
+                    "ones show even when the job was restarted between two scrapes; stopped means stopped or "
+                    "aborted on purpose, unknown that a run was seen to end without a readable outcome. Runs that "
+                    "ended before the exporter started are not counted.",
+                    [
+                        target(
+                            f"max by (outcome) (increase(ingestion_job_runs_total{{{ONE_JOB}}}[$__rate_interval]))",
+                            "{{outcome}}",
+                        )
+                    ],
+                    w=24,
+                    h=6,
+                ),
+                {outcome: STATE_COLORS[outcome] for outcome in OUTCOMES},
+            ).unit("short"),
             states_over_time(
                 panel(
                     statetimeline.Panel(),

@@ -418,6 +418,58 @@ def test_dashboards_cover_what_the_on_call_needs() -> None:
         assert family in health
 
 
+def test_dashboards_show_the_runs_no_state_shows() -> None:
+    boards = dashboards()
+    detail = {panel["title"]: panel for panel in panels(boards["ingestion-job-detail.json"])}
+    runs = detail["Runs per outcome"]
+    (query,) = runs["targets"]
+    assert query["expr"].startswith("max by (outcome) (increase(ingestion_job_runs_total{")
+    assert query["legendFormat"] == "{{outcome}}"
+    colors = {
+        override["matcher"]["options"]: override["properties"][0]["value"]["fixedColor"]
+        for override in runs["fieldConfig"]["overrides"]
+    }
+    assert colors == {"succeeded": "dark-green", "failed": "red", "stopped": "yellow", "unknown": "text"}
+    times = detail["Deploy and run times"]
+    failure = next(query for query in times["targets"] if query["legendFormat"] == "Last failure")
+    assert failure["expr"].startswith("ingestion_job_last_failure_timestamp_seconds{") and "* 1000" in failure["expr"]
+    assert times["fieldConfig"]["defaults"]["unit"] == "dateTimeAsIso"
+    failed = next(p for p in panels(boards["ingestion-overview.json"]) if p["title"] == "Failed runs in the range")
+    assert failed["targets"][0]["instant"] and "[$__range]" in failed["targets"][0]["expr"]
+    (link,) = failed["fieldConfig"]["defaults"]["links"]
+    assert "/d/ingestion-job/" in link["url"] and "var-job=${__data.fields.job_id}" in link["url"]
+
+
+def test_failed_runs_in_the_range_counts_each_failure_once(tmp_path: Path) -> None:
+    """The overview's count, over the series Prometheus holds: a failure two exporter processes both counted
+    (a resharding rollout) is one, a stop is none."""
+    overview = dashboards()["ingestion-overview.json"]
+    (query,) = next(p for p in panels(overview) if p["title"] == "Failed runs in the range")["targets"]
+    job = 'platform="informatica",target="demo",job_id="j1",job_name="orders"'
+    series = [
+        {"series": f'ingestion_job_runs_total{{{job},outcome="failed",instance="{instance}"}}', "values": "0x9 1x20"}
+        for instance in ("exporter-0", "exporter-1")
+    ]
+    series.append(
+        {"series": f'ingestion_job_runs_total{{{job},outcome="stopped",instance="exporter-0"}}', "values": "0x4 1x25"}
+    )
+    case = {
+        "interval": "1m",
+        "input_series": series,
+        "promql_expr_test": [
+            {
+                "expr": fill_variables(query["expr"]),
+                "eval_time": "30m",
+                "exp_samples": [{"labels": f"{{{job}}}", "value": 1}],
+            }
+        ],
+    }
+    path = tmp_path / "failed-runs.test.yml"
+    path.write_text(yaml.safe_dump({"tests": [case]}))
+    result = promtool("test", "rules", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 # Every exporter process (every shard) exposes these for each target, about its own share of the work.
 PER_PROCESS_TARGET_FAMILIES = {
     "ingestion_scrape_success",
