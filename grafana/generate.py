@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -101,12 +102,31 @@ THRESHOLDS: dict[str, Threshold] = {
 }
 
 
+# An alert on a count within a window holds for about that window after the runs that raised it: a `for` as long
+# would never let it fire.
+WAITS_WITHIN_WINDOWS = (("job_run_failed_for", "job_run_failed_window"), ("job_flapping_for", "job_flapping_window"))
+_DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+
+
+def seconds(duration: str) -> float:
+    """A Prometheus duration (`90s`, `1h30m`, or `0`) in seconds."""
+    if duration == "0":
+        return 0
+    if not re.fullmatch(f"(?:{_DURATION_PART.pattern})+", duration):
+        raise ValueError(f"not a Prometheus duration: {duration!r}")
+    return sum(int(count) * _UNIT_SECONDS[unit] for count, unit in _DURATION_PART.findall(duration))
+
+
 def parameters(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
     values = {name: threshold.default for name, threshold in THRESHOLDS.items()}
     for name, value in (overrides or {}).items():
         if name not in THRESHOLDS:
             raise ValueError(f"unknown parameter {name!r}; known: {', '.join(THRESHOLDS)}")
         values[name] = value
+    for wait, window in WAITS_WITHIN_WINDOWS:
+        if seconds(values[wait]) >= seconds(values[window]):
+            raise ValueError(f"{wait} ({values[wait]}) must be shorter than {window} ({values[window]}) to ever fire")
     return values
 
 

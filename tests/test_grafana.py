@@ -236,6 +236,18 @@ def test_thresholds_are_documented_and_overridable() -> None:
         generate.parameters({"job_faild_for": "1m"})
 
 
+def test_a_wait_as_long_as_its_window_is_refused() -> None:
+    """A count within a window holds for about that window: a `for` as long would never let the alert fire."""
+    assert generate.seconds("1h30m") == 5400 and generate.seconds("0") == generate.seconds("0m") == 0
+    assert generate.parameters({"job_run_failed_for": "9m"})["job_run_failed_for"] == "9m"
+    with pytest.raises(ValueError, match=r"job_run_failed_for \(10m\) must be shorter than job_run_failed_window"):
+        generate.parameters({"job_run_failed_for": "10m"})
+    with pytest.raises(ValueError, match="job_flapping_for"):
+        generate.parameters({"job_flapping_window": "30m", "job_flapping_for": "1h"})
+    with pytest.raises(ValueError, match="not a Prometheus duration"):
+        generate.parameters({"job_run_failed_window": "10 minutes"})
+
+
 def test_generator_check_mode_reports_stale_files(tmp_path: Path) -> None:
     out = tmp_path / "rules.yml"
     argv = ["--rules-out", str(out), "--dashboards-dir", str(tmp_path / "dashboards")]
