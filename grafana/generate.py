@@ -8,22 +8,41 @@
 
 Every alert threshold and `for` duration is a named parameter (`THRESHOLDS` below, also listed in the
 header of the rules file and in grafana/alerts/runbook.md); `--set NAME=VALUE` overrides any of them.
-The dashboards are plain Grafana 10/11 JSON built from small helpers; generating them needs PyYAML (a
-runtime dependency of the exporter, in the project's virtual environment) and the output is reviewed like
-any other file.
+The dashboards are built with Grafana's typed builders (grafana-foundation-sdk, pinned in
+requirements-dev.lock, never a dependency of the exporter), so every panel's options, field config and
+queries follow Grafana's schema and mypy checks them; the rules are YAML written with PyYAML. The output is
+committed and reviewed like any other file.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, Self, TypeVar
 
 import yaml
+from grafana_foundation_sdk.builders import (
+    bargauge,
+    common,
+    dashboard,
+    nodegraph,
+    prometheus,
+    stat,
+    statetimeline,
+    table,
+    timeseries,
+)
+from grafana_foundation_sdk.cog import builder as cogbuilder
+from grafana_foundation_sdk.cog import variants as cogvariants
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common as cm
+from grafana_foundation_sdk.models import dashboard as dm
+from grafana_foundation_sdk.models import prometheus as pm
 
 ROOT = Path(__file__).resolve().parent
 RULES_FILE = ROOT / "alerts" / "ingestion-exporter.rules.yml"
@@ -54,6 +73,21 @@ THRESHOLDS: dict[str, Threshold] = {
     "corrupted_records_window": Threshold("10m", "Window over which corrupted records are counted."),
     "corrupted_records_threshold": Threshold("0", "Corrupted records within the window above which it alerts."),
     "corrupted_records_for": Threshold("0m", "How long corrupted records must keep arriving before it alerts."),
+    "job_run_failed_window": Threshold(
+        "10m",
+        "Window in which a failed run raises IngestionJobRunFailed; at least four scrape intervals, and about how "
+        "long the alert stays firing after the run failed.",
+    ),
+    "job_run_failed_for": Threshold(
+        "0m", "How long IngestionJobRunFailed waits before firing; keep it well below job_run_failed_window."
+    ),
+    "job_flapping_window": Threshold("1h", "Window over which IngestionJobFlapping counts the runs that ended."),
+    "job_flapping_runs": Threshold("3", "Runs ended within the window at which IngestionJobFlapping fires."),
+    "job_flapping_outcomes": Threshold(
+        "failed|unknown",
+        "Outcomes of the runs IngestionJobFlapping counts (a regular expression); never stopped, an operator's act.",
+    ),
+    "job_flapping_for": Threshold("0m", "How long IngestionJobFlapping waits before firing."),
     "target_unreachable_for": Threshold("5m", "How long the exporter may fail to read a whole target."),
     "target_scrape_errors_for": Threshold("15m", "How long a target may keep failing some upstream calls."),
     "exporter_absent_for": Threshold("5m", "How long Prometheus may have no series from any exporter."),
@@ -68,12 +102,31 @@ THRESHOLDS: dict[str, Threshold] = {
 }
 
 
+# An alert on a count within a window holds for about that window after the runs that raised it: a `for` as long
+# would never let it fire.
+WAITS_WITHIN_WINDOWS = (("job_run_failed_for", "job_run_failed_window"), ("job_flapping_for", "job_flapping_window"))
+_DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+
+
+def seconds(duration: str) -> float:
+    """A Prometheus duration (`90s`, `1h30m`, or `0`) in seconds."""
+    if duration == "0":
+        return 0
+    if not re.fullmatch(f"(?:{_DURATION_PART.pattern})+", duration):
+        raise ValueError(f"not a Prometheus duration: {duration!r}")
+    return sum(int(count) * _UNIT_SECONDS[unit] for count, unit in _DURATION_PART.findall(duration))
+
+
 def parameters(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
     values = {name: threshold.default for name, threshold in THRESHOLDS.items()}
     for name, value in (overrides or {}).items():
         if name not in THRESHOLDS:
             raise ValueError(f"unknown parameter {name!r}; known: {', '.join(THRESHOLDS)}")
         values[name] = value
+    for wait, window in WAITS_WITHIN_WINDOWS:
+        if seconds(values[wait]) >= seconds(values[window]):
+            raise ValueError(f"{wait} ({values[wait]}) must be shorter than {window} ({values[window]}) to ever fire")
     return values
 
 
@@ -204,6 +257,33 @@ def alert_rules(p: Mapping[str, str]) -> list[dict[str, Any]]:
             p,
         ),
         _alert(
+            "IngestionJobRunFailed",
+            f"max by ({JOB}) (\n"
+            f'  increase(ingestion_job_runs_total{{outcome="failed"}}[{p["job_run_failed_window"]}])\n'
+            ") > 0\nunless on (platform, target, job_id)\n"
+            'ingestion_job_state{state="failed"} == 1\n',
+            p["job_run_failed_for"],
+            "warning",
+            "A run of ingestion job {{ $labels.job_name }} on {{ $labels.platform }} failed.",
+            f"{_WHO} ended a run as failed within the last {p['job_run_failed_window']} and is not in the failed "
+            "state now: the job was restarted (by the platform, an operator or a scheduler) or stopped after it.",
+            p,
+        ),
+        _alert(
+            "IngestionJobFlapping",
+            f"max by ({JOB}) (\n"
+            f'  sum without (outcome) (increase(ingestion_job_runs_total{{outcome=~"{p["job_flapping_outcomes"]}"}}'
+            f"[{p['job_flapping_window']}]))\n"
+            f") >= {p['job_flapping_runs']}\n",
+            p["job_flapping_for"],
+            "critical",
+            "Ingestion job {{ $labels.job_name }} on {{ $labels.platform }} keeps restarting.",
+            f'{_WHO} ended {{{{ $value | printf "%.0f" }}}} runs as '
+            f"{p['job_flapping_outcomes'].replace('|', ' or ')} within the last {p['job_flapping_window']}: "
+            "it fails and is restarted again and again.",
+            p,
+        ),
+        _alert(
             "IngestionCorruptedRecords",
             "sum by (platform, target, job_id, job_name, stream, role) (\n"
             f"  increase(ingestion_stream_corrupted_records_total[{p['corrupted_records_window']}])\n"
@@ -315,8 +395,10 @@ def rules_yaml(p: Mapping[str, str]) -> str:
 
 
 # --- Grafana dashboards ---------------------------------------------------------------------------------
+# Built with Grafana's typed builders (grafana-foundation-sdk, a development dependency): each panel's options,
+# field config and queries are checked against Grafana's schema by the builders' types and mypy.
 
-DS = {"type": "prometheus", "uid": "${datasource}"}
+DS = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
 SEL = 'platform=~"$platform", target=~"$target"'
 JOB_SEL = f'{SEL}, job_id=~"$job"'
 ONE_JOB = 'platform="$platform", target="$target", job_id="$job"'
@@ -331,125 +413,118 @@ STATE_COLORS = {
     "unknown": "text",
 }
 STATES = tuple(STATE_COLORS)
-STAT_LAST_VALUE = {"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "none", "textMode": "value_and_name"}
-"""A stat panel's options: each series' last value, with its name, uncoloured."""
+OUTCOMES = ("succeeded", "failed", "stopped", "unknown")
+"""The outcomes of ingestion_job_runs_total, each drawn in the colour of the state of that name."""
+
+JOB_DETAIL_LINK = (
+    "/d/ingestion-job/ingestion-job-detail?var-datasource=${datasource}"
+    "&var-platform=${__data.fields.platform}&var-target=${__data.fields.target}"
+    "&var-job=${__data.fields.job_id}&${__url_time_range}"
+)
+"""Where a table row of one job leads: that job on the Job detail dashboard, over the same time range."""
 
 
-def target(expr: str, legend: str = "", ref: str = "A", instant: bool = False, table: bool = False) -> dict[str, Any]:
-    return {
-        "refId": ref,
-        "datasource": DS,
-        "expr": expr,
-        "legendFormat": legend or "__auto",
-        "instant": instant,
-        "range": not instant,
-        "format": "table" if table else "time_series",
-    }
+class PanelBuilder(Protocol):
+    """What every panel builder of the SDK has; the helpers below set it the same way on each kind."""
+
+    def title(self, title: str) -> Self: ...
+    def description(self, description: str) -> Self: ...
+    def datasource(self, datasource: dm.DataSourceRef) -> Self: ...
+    def targets(self, targets: list[cogbuilder.Builder[cogvariants.Dataquery]]) -> Self: ...
+    def span(self, w: int) -> Self: ...
+    def height(self, h: int) -> Self: ...
+    def override_by_name(self, name: str, properties: list[dm.DynamicConfigValue]) -> Self: ...
 
 
-class Board:
-    """Panels laid out left to right on a 24-column grid, wrapping to a new row when full."""
+P = TypeVar("P", bound=PanelBuilder)
 
-    def __init__(self) -> None:
-        self.panels: list[dict[str, Any]] = []
-        self._x = 0
-        self._y = 0
-        self._row_height = 0
 
-    def add(
-        self,
-        kind: str,
-        title: str,
-        description: str,
-        targets: list[dict[str, Any]],
-        w: int = 12,
-        h: int = 8,
-        unit: str = "",
-        options: dict[str, Any] | None = None,
-        mappings: list[dict[str, Any]] | None = None,
-        overrides: list[dict[str, Any]] | None = None,
-        transformations: list[dict[str, Any]] | None = None,
-        links: list[dict[str, Any]] | None = None,
-    ) -> None:
-        if self._x + w > 24:
-            self._x, self._y, self._row_height = 0, self._y + self._row_height, 0
-        defaults: dict[str, Any] = {"mappings": mappings or []}
-        if unit:
-            defaults["unit"] = unit
-        if links:
-            defaults["links"] = links
-        panel: dict[str, Any] = {
-            "id": len(self.panels) + 1,
-            "type": kind,
-            "title": title,
-            "description": description,
-            "datasource": DS,
-            "gridPos": {"h": h, "w": w, "x": self._x, "y": self._y},
-            "targets": targets,
-            "fieldConfig": {"defaults": defaults, "overrides": overrides or []},
-            "options": options or {},
-        }
-        if transformations:
-            panel["transformations"] = transformations
-        self.panels.append(panel)
-        self._x += w
-        self._row_height = max(self._row_height, h)
+def panel(kind: P, title: str, description: str, targets: list[prometheus.Dataquery], w: int = 12, h: int = 8) -> P:
+    """A panel of the given kind on the dashboard's Prometheus, `w` of the 24 columns wide."""
+    queries: list[cogbuilder.Builder[cogvariants.Dataquery]] = list(targets)
+    return kind.title(title).description(description).datasource(DS).targets(queries).span(w).height(h)
 
-    def row(self, title: str) -> None:
-        if self._x:
-            self._x, self._y, self._row_height = 0, self._y + self._row_height, 0
-        self.panels.append(
-            {
-                "id": len(self.panels) + 1,
-                "type": "row",
-                "title": title,
-                "collapsed": False,
-                "panels": [],
-                "gridPos": {"h": 1, "w": 24, "x": 0, "y": self._y},
+
+def target(
+    expr: str, legend: str = "", ref: str = "A", instant: bool = False, table: bool = False
+) -> prometheus.Dataquery:
+    query = prometheus.Dataquery().ref_id(ref).datasource(DS).expr(expr).legend_format(legend or "__auto")
+    query = query.instant() if instant else query.range()
+    return query.format(pm.PromQueryFormat.TABLE if table else pm.PromQueryFormat.TIME_SERIES)
+
+
+def last_value(kind: stat.Panel) -> stat.Panel:
+    """A stat panel showing each series' last value, with its name, uncoloured."""
+    return (
+        kind.reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]))
+        .color_mode(cm.BigValueColorMode.NONE)
+        .text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
+    )
+
+
+def legend(placement: cm.LegendPlacement = cm.LegendPlacement.BOTTOM) -> common.VizLegendOptions:
+    # The builders write a legend as hidden unless told: Grafana's panels show theirs by default.
+    return common.VizLegendOptions().show_legend(True).display_mode(cm.LegendDisplayMode.LIST).placement(placement)
+
+
+def value_mapping(texts: Mapping[str, tuple[str | None, str]]) -> list[dm.ValueMapping]:
+    """Values shown in a colour, as another text where one is given: {value: (text, colour)}."""
+    return [
+        dm.ValueMap(
+            options={
+                value: dm.ValueMappingResult(text=text, color=color, index=index)
+                for index, (value, (text, color)) in enumerate(texts.items())
             }
         )
-        self._y += 1
+    ]
 
 
-def datasource_variable() -> dict[str, Any]:
-    return {
-        "type": "datasource",
-        "name": "datasource",
-        "label": "Data source",
-        "query": "prometheus",
-        "current": {},
-        "hide": 0,
-        "includeAll": False,
-        "multi": False,
-        "options": [],
-        "refresh": 1,
-        "regex": "",
-    }
+def state_mappings() -> list[dm.ValueMapping]:
+    return value_mapping({str(code): (state, STATE_COLORS[state]) for code, state in enumerate(STATES)})
 
 
-def query_variable(name: str, label: str, query: str, multi: bool = True, regex: str = "") -> dict[str, Any]:
-    variable: dict[str, Any] = {
-        "type": "query",
-        "name": name,
-        "label": label,
-        "datasource": DS,
-        "query": {"query": query, "refId": f"{name}-variable"},
-        "definition": query,
-        "current": {},
-        "hide": 0,
-        "includeAll": multi,
-        "multi": multi,
-        "options": [],
-        "refresh": 2,
-        "regex": regex,
-        "sort": 1,
-    }
+def fixed_color(color: str) -> dm.DynamicConfigValue:
+    return dm.DynamicConfigValue(id_val="color", value={"mode": "fixed", "fixedColor": color})
+
+
+def color_by_name(kind: P, colors: Mapping[str, str]) -> P:
+    """Each series (or field) named like a key of `colors` drawn in its colour."""
+    for name, color in colors.items():
+        kind = kind.override_by_name(name, [fixed_color(color)])
+    return kind
+
+
+def organize(exclude: Sequence[str], order: Mapping[str, int] | None = None) -> dm.DataTransformerConfig:
+    """Grafana's 'organize fields' transformation: hide the columns named, order the others."""
+    options: dict[str, object] = {"excludeByName": dict.fromkeys(exclude, True)}
+    if order:
+        options["indexByName"] = dict(order)
+    return dm.DataTransformerConfig(id_val="organize", options=options)
+
+
+def datasource_variable() -> dashboard.DatasourceVariable:
+    return dashboard.DatasourceVariable("datasource").label("Data source").type("prometheus")
+
+
+def query_variable(name: str, label: str, query: str, multi: bool = True, regex: str = "") -> dashboard.QueryVariable:
+    variable = (
+        dashboard.QueryVariable(name)
+        .label(label)
+        .datasource(DS)
+        .query({"query": query, "refId": f"{name}-variable"})
+        .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(dm.VariableSort.ALPHABETICAL_ASC)
+        .multi(multi)
+        .include_all(multi)
+    )
     if multi:
-        variable["allValue"] = ".+"
+        variable = variable.all_value(".+")
+    if regex:
+        variable = variable.regex(regex)
     return variable
 
 
-def job_variable(multi: bool) -> dict[str, Any]:
+def job_variable(multi: bool) -> dashboard.QueryVariable:
     # query_result prints the labels in name order, so job_id comes before job_name: the id is the value,
     # the name is what the picker shows.
     return query_variable(
@@ -461,45 +536,51 @@ def job_variable(multi: bool) -> dict[str, Any]:
     )
 
 
-def dashboard(uid: str, title: str, description: str, variables: list[dict[str, Any]], board: Board) -> dict[str, Any]:
-    return {
-        "uid": uid,
-        "title": title,
-        "description": description,
-        "tags": ["ingestion-exporter"],
-        "editable": True,
-        "graphTooltip": 1,
-        "schemaVersion": 39,
-        "version": 1,
-        "timezone": "browser",
-        "refresh": "30s",
-        "time": {"from": "now-6h", "to": "now"},
-        "annotations": {"list": []},
-        "links": [
-            {
-                "type": "dashboards",
-                "tags": ["ingestion-exporter"],
-                "asDropdown": False,
-                "includeVars": True,
-                "keepTime": True,
-                "title": "Ingestion dashboards",
-            }
-        ],
-        "templating": {"list": [datasource_variable(), *variables]},
-        "panels": board.panels,
-    }
-
-
-def state_mappings() -> list[dict[str, Any]]:
+def platform_target_variables(multi: bool) -> list[dashboard.QueryVariable]:
     return [
-        {
-            "type": "value",
-            "options": {
-                str(code): {"text": state, "color": STATE_COLORS[state], "index": code}
-                for code, state in enumerate(STATES)
-            },
-        }
+        query_variable("platform", "Platform", "label_values(ingestion_scrape_success, platform)", multi),
+        query_variable(
+            "target", "Target", 'label_values(ingestion_scrape_success{platform=~"$platform"}, target)', multi
+        ),
     ]
+
+
+def dashboard_of(
+    uid: str,
+    title: str,
+    description: str,
+    variables: Sequence[cogbuilder.Builder[dm.VariableModel]],
+    panels: Sequence[cogbuilder.Builder[dm.Panel]],
+) -> dm.Dashboard:
+    """The dashboard with its panels laid out left to right, a new row each time 24 columns are full."""
+    board = (
+        dashboard.Dashboard(title)
+        .uid(uid)
+        .description(description)
+        .tags(["ingestion-exporter"])
+        .editable()
+        .tooltip(dm.DashboardCursorSync.CROSSHAIR)
+        .version(1)
+        .refresh("30s")
+        .time("now-6h", "now")
+        .link(
+            dashboard.DashboardLink("Ingestion dashboards")
+            .type(dm.DashboardLinkType.DASHBOARDS)
+            .tags(["ingestion-exporter"])
+            .as_dropdown(False)
+            .include_vars(True)
+            .keep_time(True)
+        )
+        .with_variable(datasource_variable())
+    )
+    for variable in variables:
+        board = board.with_variable(variable)
+    for kind in panels:
+        board = board.with_panel(kind)
+    built = board.build()
+    for number, built_panel in enumerate(built.panels or [], start=1):
+        built_panel.id_val = number
+    return built
 
 
 def state_code(family: str, selector: str, by: str) -> str:
@@ -521,206 +602,188 @@ def per_shard(family: str) -> str:
     return f"{family}{{{SEL}}} * on (job, instance) group_left (shard) {shard}"
 
 
-def platform_target_variables(multi: bool) -> list[dict[str, Any]]:
-    return [
-        query_variable("platform", "Platform", "label_values(ingestion_scrape_success, platform)", multi),
-        query_variable(
-            "target", "Target", 'label_values(ingestion_scrape_success{platform=~"$platform"}, target)', multi
-        ),
-    ]
-
-
-def overview() -> dict[str, Any]:
-    b = Board()
-    b.add(
-        "stat",
-        "Jobs per platform",
-        "Jobs the exporter watches on each selected platform.",
-        [
-            target(
-                f"count by (platform) (max by (platform, target, job_id) (ingestion_job_state{{{JOB_SEL}}}))",
-                "{{platform}}",
-            )
-        ],
-        w=4,
-        h=6,
-        options={**STAT_LAST_VALUE, "orientation": "horizontal"},
-    )
-    b.add(
-        "bargauge",
-        "Jobs per state",
-        "How many jobs are in each normalized state now.",
-        [target(f"sum by (state) (ingestion_job_state{{{JOB_SEL}}})", "{{state}}", instant=True)],
-        w=12,
-        h=6,
-        options={"orientation": "vertical", "displayMode": "basic", "reduceOptions": {"calcs": ["lastNotNull"]}},
-        overrides=[
-            {
-                "matcher": {"id": "byName", "options": state},
-                "properties": [{"id": "color", "value": {"mode": "fixed", "fixedColor": color}}],
-            }
-            for state, color in STATE_COLORS.items()
-        ],
-    )
-    b.add(
-        "table",
-        "Targets the exporter cannot read",
-        "Each target with the worst scrape result of the last 15 minutes, of every exporter shard: 'cannot read' "
-        "means at least one upstream call failed; the exporter health dashboard shows why.",
-        [
-            target(
-                f"min by (platform, target) (min_over_time(ingestion_scrape_success{{{SEL}}}[15m]))",
-                instant=True,
-                table=True,
-            )
-        ],
-        w=8,
-        h=6,
-        mappings=[
-            {
-                "type": "value",
-                "options": {
-                    "0": {"text": "cannot read", "color": "red", "index": 0},
-                    "1": {"text": "ok", "color": "green", "index": 1},
-                },
-            }
-        ],
-        options={"sortBy": [{"displayName": "Value", "desc": False}]},
-        overrides=[
-            {
-                "matcher": {"id": "byName", "options": "Value"},
-                "properties": [
-                    {"id": "displayName", "value": "Status"},
-                    {"id": "custom.cellOptions", "value": {"type": "color-background"}},
-                ],
-            }
-        ],
-        transformations=[{"id": "organize", "options": {"excludeByName": {"Time": True}}}],
-    )
-    b.add(
-        "timeseries",
-        "Jobs per state over time",
-        "Stacked count of jobs in each normalized state.",
-        [target(f"sum by (state) (ingestion_job_state{{{JOB_SEL}}})", "{{state}}")],
-        w=24,
-        h=7,
-        options={"legend": {"displayMode": "list", "placement": "right"}},
-        overrides=[
-            {
-                "matcher": {"id": "byName", "options": state},
-                "properties": [{"id": "color", "value": {"mode": "fixed", "fixedColor": color}}],
-            }
-            for state, color in STATE_COLORS.items()
-        ],
-    )
-    b.add(
-        "table",
-        "Jobs",
-        "Every job with its current normalized state and since when it has been in it "
-        "(never earlier than the oldest data Prometheus holds). Click a row to open the job's detail.",
-        [target(f"{STATE_SINCE}{{{JOB_SEL}}} * 1000", instant=True, table=True)],
-        w=24,
-        h=10,
-        unit="dateTimeAsIso",
-        options={"sortBy": [{"displayName": "Since", "desc": True}]},
-        overrides=[
-            {"matcher": {"id": "byName", "options": "Value"}, "properties": [{"id": "displayName", "value": "Since"}]},
-            {
-                "matcher": {"id": "byName", "options": "state"},
-                "properties": [
-                    {
-                        "id": "mappings",
-                        "value": [
-                            {
-                                "type": "value",
-                                "options": {
-                                    state: {"color": color, "index": i}
-                                    for i, (state, color) in enumerate(STATE_COLORS.items())
-                                },
-                            }
-                        ],
-                    },
-                    {"id": "custom.cellOptions", "value": {"type": "color-text"}},
-                ],
-            },
-        ],
-        transformations=[
-            {
-                "id": "organize",
-                "options": {
-                    "excludeByName": {"Time": True, "__name__": True, "job": True, "instance": True},
-                    "indexByName": {"platform": 0, "target": 1, "job_name": 2, "job_id": 3, "state": 4, "Value": 5},
-                },
-            }
-        ],
-        links=[
-            {
-                "title": "Job detail",
-                "url": "/d/ingestion-job/ingestion-job-detail?var-datasource=${datasource}"
-                "&var-platform=${__data.fields.platform}&var-target=${__data.fields.target}"
-                "&var-job=${__data.fields.job_id}&${__url_time_range}",
-            }
-        ],
-    )
-    b.add(
-        "timeseries",
-        "Records per second",
-        "Records each job reads, from whatever counter its platform gives "
-        "(recording rule ingestion:job_records:rate5m).",
-        [target(f"{RECORDS_RATE}{{{JOB_SEL}}}", "{{platform}} {{target}} {{job_name}}")],
-        unit="short",
-    )
-    b.add(
-        "timeseries",
-        "Bytes per second",
-        "Bytes each job reads where its platform counts bytes (recording rule ingestion:job_bytes:rate5m).",
-        [target(f"{BYTES_RATE}{{{JOB_SEL}}}", "{{platform}} {{target}} {{job_name}}")],
-        unit="Bps",
-    )
-    b.add(
-        "timeseries",
-        "Corrupted records per second",
-        "Dirty records per stream, where the platform counts them.",
-        [
-            target(
-                f"sum by (platform, target, job_name, stream, role) "
-                f"(rate(ingestion_stream_corrupted_records_total{{{JOB_SEL}}}[$__rate_interval]))",
-                "{{job_name}} {{role}} {{stream}}",
-            )
-        ],
-        w=24,
-        unit="short",
-    )
-    return dashboard(
+def overview() -> dm.Dashboard:
+    return dashboard_of(
         "ingestion-overview",
         "Ingestion jobs / Overview",
-        "All ingestion and stream jobs across platforms: states, throughput, readability.",
+        "All ingestion and stream jobs across platforms: states, throughput, failed runs, readability.",
         [*platform_target_variables(multi=True), job_variable(multi=True)],
-        b,
+        [
+            last_value(
+                panel(
+                    stat.Panel(),
+                    "Jobs per platform",
+                    "Jobs the exporter watches on each selected platform.",
+                    [
+                        target(
+                            "count by (platform) "
+                            f"(max by (platform, target, job_id) (ingestion_job_state{{{JOB_SEL}}}))",
+                            "{{platform}}",
+                        )
+                    ],
+                    w=4,
+                    h=6,
+                )
+            ).orientation(cm.VizOrientation.HORIZONTAL),
+            color_by_name(
+                panel(
+                    bargauge.Panel(),
+                    "Jobs per state",
+                    "How many jobs are in each normalized state now.",
+                    [target(f"sum by (state) (ingestion_job_state{{{JOB_SEL}}})", "{{state}}", instant=True)],
+                    h=6,
+                ),
+                STATE_COLORS,
+            )
+            .orientation(cm.VizOrientation.VERTICAL)
+            .display_mode(cm.BarGaugeDisplayMode.BASIC)
+            .reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"])),
+            panel(
+                table.Panel(),
+                "Targets the exporter cannot read",
+                "Each target with the worst scrape result of the last 15 minutes, of every exporter shard: "
+                "'cannot read' means at least one upstream call failed; the exporter health dashboard shows why.",
+                [
+                    target(
+                        f"min by (platform, target) (min_over_time(ingestion_scrape_success{{{SEL}}}[15m]))",
+                        instant=True,
+                        table=True,
+                    )
+                ],
+                w=8,
+                h=6,
+            )
+            .mappings(value_mapping({"0": ("cannot read", "red"), "1": ("ok", "green")}))
+            .sort_by([common.TableSortByFieldState().display_name("Value").desc(False)])
+            .override_by_name(
+                "Value",
+                [
+                    dm.DynamicConfigValue(id_val="displayName", value="Status"),
+                    dm.DynamicConfigValue(id_val="custom.cellOptions", value=cm.TableColoredBackgroundCellOptions()),
+                ],
+            )
+            .with_transformation(organize(["Time"])),
+            color_by_name(
+                panel(
+                    timeseries.Panel(),
+                    "Jobs per state over time",
+                    "Stacked count of jobs in each normalized state.",
+                    [target(f"sum by (state) (ingestion_job_state{{{JOB_SEL}}})", "{{state}}")],
+                    w=24,
+                    h=7,
+                ),
+                STATE_COLORS,
+            )
+            .legend(legend(cm.LegendPlacement.RIGHT))
+            .stacking(common.StackingConfig().mode(cm.StackingMode.NORMAL)),
+            panel(
+                table.Panel(),
+                "Jobs",
+                "Every job with its current normalized state and since when it has been in it "
+                "(never earlier than the oldest data Prometheus holds). Click a row to open the job's detail.",
+                [target(f"{STATE_SINCE}{{{JOB_SEL}}} * 1000", instant=True, table=True)],
+                w=24,
+                h=10,
+            )
+            .unit("dateTimeAsIso")
+            .sort_by([common.TableSortByFieldState().display_name("Since").desc(True)])
+            .override_by_name("Value", [dm.DynamicConfigValue(id_val="displayName", value="Since")])
+            .override_by_name(
+                "state",
+                [
+                    dm.DynamicConfigValue(
+                        id_val="mappings",
+                        value=value_mapping({state: (None, color) for state, color in STATE_COLORS.items()}),
+                    ),
+                    dm.DynamicConfigValue(id_val="custom.cellOptions", value=cm.TableColorTextCellOptions()),
+                ],
+            )
+            .with_transformation(
+                organize(
+                    ["Time", "__name__", "job", "instance"],
+                    {"platform": 0, "target": 1, "job_name": 2, "job_id": 3, "state": 4, "Value": 5},
+                )
+            )
+            .data_links([dashboard.DashboardLink("Job detail").url(JOB_DETAIL_LINK)]),
+            panel(
+                timeseries.Panel(),
+                "Records per second",
+                "Records each job reads, from whatever counter its platform gives "
+                "(recording rule ingestion:job_records:rate5m).",
+                [target(f"{RECORDS_RATE}{{{JOB_SEL}}}", "{{platform}} {{target}} {{job_name}}")],
+            ).unit("short"),
+            panel(
+                timeseries.Panel(),
+                "Bytes per second",
+                "Bytes each job reads where its platform counts bytes (recording rule ingestion:job_bytes:rate5m).",
+                [target(f"{BYTES_RATE}{{{JOB_SEL}}}", "{{platform}} {{target}} {{job_name}}")],
+            ).unit("Bps"),
+            panel(
+                timeseries.Panel(),
+                "Corrupted records per second",
+                "Dirty records per stream, where the platform counts them.",
+                [
+                    target(
+                        f"sum by (platform, target, job_name, stream, role) "
+                        f"(rate(ingestion_stream_corrupted_records_total{{{JOB_SEL}}}[$__rate_interval]))",
+                        "{{job_name}} {{role}} {{stream}}",
+                    )
+                ],
+            ).unit("short"),
+            failed_runs_per_job(),
+        ],
     )
 
 
-def job_detail() -> dict[str, Any]:
-    b = Board()
-    b.add(
-        "stat",
-        "State",
-        "The job's normalized state now.",
-        [target(state_code("ingestion_job_state", ONE_JOB, "job_id"), "state")],
-        w=6,
-        h=5,
-        mappings=state_mappings(),
-        options={"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "background"},
+def failed_runs_per_job() -> table.Panel:
+    """Every job with the runs that failed within the dashboard's time range, most first."""
+    return (
+        panel(
+            table.Panel(),
+            "Failed runs in the range",
+            "Runs of each job that ended failed within the selected time range, including those restarted between "
+            "two scrapes that no state shows (not counted: runs that ended before the exporter started). "
+            "Click a row to open the job's detail.",
+            [
+                target(
+                    f"max by (platform, target, job_id, job_name) "
+                    f'(increase(ingestion_job_runs_total{{{JOB_SEL}, outcome="failed"}}[$__range]))',
+                    instant=True,
+                    table=True,
+                )
+            ],
+        )
+        .decimals(0)
+        .sort_by([common.TableSortByFieldState().display_name("Failed runs").desc(True)])
+        .override_by_name(
+            "Value",
+            [
+                dm.DynamicConfigValue(id_val="displayName", value="Failed runs"),
+                dm.DynamicConfigValue(id_val="custom.cellOptions", value=cm.TableColorTextCellOptions()),
+            ],
+        )
+        .thresholds(
+            dashboard.ThresholdsConfig()
+            .mode(dm.ThresholdsMode.ABSOLUTE)
+            .steps([dm.Threshold(value=None, color="green"), dm.Threshold(value=0.5, color="red")])
+        )
+        .with_transformation(organize(["Time"], {"platform": 0, "target": 1, "job_name": 2, "job_id": 3, "Value": 4}))
+        .data_links([dashboard.DashboardLink("Job detail").url(JOB_DETAIL_LINK)])
     )
-    b.add(
-        "stat",
-        "Vendor state",
-        "The platform's own state value.",
-        [target(f"ingestion_job_vendor_state{{{ONE_JOB}}} == 1", "{{vendor_state}}", instant=True)],
-        w=6,
-        h=5,
-        options={"reduceOptions": {"calcs": ["lastNotNull"]}, "textMode": "name", "colorMode": "none"},
-    )
+
+
+def states_over_time(kind: statetimeline.Panel) -> statetimeline.Panel:
+    """A state timeline coloured and named like the job states, equal neighbours merged."""
+    return kind.mappings(state_mappings()).show_value(cm.VisibilityMode.AUTO).merge_values(True).legend(legend())
+
+
+def node_table_columns() -> dm.DataTransformerConfig:
+    """The Nodes table shows each node's own labels: the job's, the process's and the values are hidden."""
+    job = ["platform", "target", "job_id", "job_name"]
+    return organize(["Time", "__name__", "job", "instance", *job, "Value #A", "Value #B", "Value #C"])
+
+
+def job_detail() -> dm.Dashboard:
     times = [
         ("Run started", "ingestion_job_start_timestamp_seconds"),
         ("Run ended", "ingestion_job_end_timestamp_seconds"),
@@ -728,332 +791,345 @@ def job_detail() -> dict[str, Any]:
         ("Deploy ended", "ingestion_job_deploy_end_timestamp_seconds"),
         ("Status updated", "ingestion_job_last_update_timestamp_seconds"),
         ("Last success", "ingestion_job_last_success_timestamp_seconds"),
+        ("Last failure", "ingestion_job_last_failure_timestamp_seconds"),
     ]
-    b.add(
-        "stat",
-        "Deploy and run times",
-        "When the current run and its deployment started and ended, and when "
-        "the platform last updated the status (absent where the platform does not report them).",
-        [
-            target(f"{family}{{{ONE_JOB}}} * 1000", label, ref=chr(ord("A") + i))
-            for i, (label, family) in enumerate(times)
-        ],
-        w=12,
-        h=5,
-        unit="dateTimeAsIso",
-        options=STAT_LAST_VALUE,
-    )
-    b.add(
-        "state-timeline",
-        "State over time",
-        "The job's normalized state over the selected time range.",
-        [target(state_code("ingestion_job_state", ONE_JOB, "job_id"), "{{job_id}}")],
-        w=24,
-        h=5,
-        mappings=state_mappings(),
-        options={"showValue": "auto", "mergeValues": True},
-    )
-    b.add(
-        "state-timeline",
-        "Node states",
-        "Each node's (operator's) normalized state, where the platform reports nodes.",
-        [target(state_code("ingestion_node_state", ONE_JOB, "node"), "{{node}}")],
-        w=12,
-        h=8,
-        mappings=state_mappings(),
-        options={"showValue": "auto", "mergeValues": True},
-    )
-    b.add(
-        "nodeGraph",
-        "Topology",
-        "The job's sources and targets and the data paths between them, where the "
-        "platform describes them (Informatica).",
-        [
-            target(
-                f'label_replace(label_replace(ingestion_node_info{{{ONE_JOB}}}, "id", "$1", "node", "(.*)"), '
-                f'"title", "$1", "node", "(.*)")',
-                ref="nodes",
-                instant=True,
-                table=True,
-            ),
-            target(
-                "label_replace(label_replace(label_join(ingestion_job_edge_info{" + ONE_JOB + '}, "id", "->", '
-                '"from_node", "to_node"), "source", "$1", "from_node", "(.*)"), "target", "$1", "to_node", "(.*)")',
-                ref="edges",
-                instant=True,
-                table=True,
-            ),
-        ],
-        w=12,
-        h=8,
-        transformations=[{"id": "organize", "options": {"renameByName": {"role": "subtitle"}}}],
-    )
-    b.add(
-        "table",
-        "Nodes",
-        "Each node (operator) of the job with its normalized state and the platform's own value where it reports one.",
-        [
-            target(f"ingestion_node_state{{{ONE_JOB}}} == 1", ref="A", instant=True, table=True),
-            target(f"ingestion_node_vendor_state{{{ONE_JOB}}}", ref="B", instant=True, table=True),
-            target(f"ingestion_node_info{{{ONE_JOB}}}", ref="C", instant=True, table=True),
-        ],
-        w=12,
-        h=8,
-        transformations=[
-            {"id": "merge", "options": {}},
-            {
-                "id": "organize",
-                "options": {
-                    "excludeByName": {
-                        "Time": True,
-                        "__name__": True,
-                        "job": True,
-                        "instance": True,
-                        "platform": True,
-                        "target": True,
-                        "job_id": True,
-                        "job_name": True,
-                        "Value #A": True,
-                        "Value #B": True,
-                        "Value #C": True,
-                    }
-                },
-            },
-        ],
-    )
-    b.add(
-        "timeseries",
-        "Node records per second",
-        "Records per second each node reads and writes, and the speed the platform reports for it.",
-        [
-            target(f"rate(ingestion_node_read_records_total{{{ONE_JOB}}}[$__rate_interval])", "{{node}} read", "A"),
-            target(
-                f"rate(ingestion_node_written_records_total{{{ONE_JOB}}}[$__rate_interval])", "{{node}} written", "B"
-            ),
-            target(f"ingestion_node_records_per_second{{{ONE_JOB}}}", "{{node}} reported", "C"),
-            target(f"ingestion_node_buffered_records{{{ONE_JOB}}}", "{{node}} buffered", "D"),
-        ],
-        w=12,
-        h=8,
-        unit="short",
-    )
-    b.add(
-        "timeseries",
-        "Read and write rates",
-        "Records per second the job reads and writes: the platform's "
-        "own rates where it reports them, else the rate of its record counters.",
-        [
-            target(f"ingestion_job_read_records_per_second{{{ONE_JOB}}}", "read (reported)", "A"),
-            target(f"ingestion_job_write_records_per_second{{{ONE_JOB}}}", "write (reported)", "B"),
-            target(f"rate(ingestion_job_read_records_total{{{ONE_JOB}}}[$__rate_interval])", "read", "C"),
-            target(f"rate(ingestion_job_written_records_total{{{ONE_JOB}}}[$__rate_interval])", "written", "D"),
-            target(f"rate(ingestion_job_records_total{{{ONE_JOB}}}[$__rate_interval])", "processed", "E"),
-        ],
-        unit="short",
-    )
-    b.add(
-        "timeseries",
-        "Bytes per second",
-        "Bytes per second the job reads and writes, where the platform counts bytes.",
-        [
-            target(f"rate(ingestion_job_read_bytes_total{{{ONE_JOB}}}[$__rate_interval])", "read", "A"),
-            target(f"rate(ingestion_job_written_bytes_total{{{ONE_JOB}}}[$__rate_interval])", "written", "B"),
-        ],
-        unit="Bps",
-    )
-    b.add(
-        "timeseries",
-        "Stream records per second",
-        "Records per second through each source and sink stream.",
-        [
-            target(
-                f"sum by (stream, role) (rate(ingestion_stream_records_total{{{ONE_JOB}}}[$__rate_interval]))",
-                "{{role}} {{stream}}",
-            )
-        ],
-        unit="short",
-    )
-    b.add(
-        "timeseries",
-        "Stream corrupted records per second",
-        "Dirty records per second on each stream.",
-        [
-            target(
-                f"sum by (stream, role) "
-                f"(rate(ingestion_stream_corrupted_records_total{{{ONE_JOB}}}[$__rate_interval]))",
-                "{{role}} {{stream}}",
-            )
-        ],
-        unit="short",
-    )
-    b.add(
-        "timeseries",
-        "Node bytes per second",
-        "Bytes per second each node reads and writes.",
-        [
-            target(f"rate(ingestion_node_read_bytes_total{{{ONE_JOB}}}[$__rate_interval])", "{{node}} read", "A"),
-            target(f"rate(ingestion_node_written_bytes_total{{{ONE_JOB}}}[$__rate_interval])", "{{node}} written", "B"),
-        ],
-        unit="Bps",
-    )
-    b.add(
-        "timeseries",
-        "Errors and aborts",
-        "Error messages the job's run reports, and whether an abort was requested (Siren).",
-        [
-            target(f"ingestion_job_error_messages{{{ONE_JOB}}}", "error messages", "A"),
-            target(f"ingestion_job_aborting{{{ONE_JOB}}}", "aborting", "B"),
-        ],
-        unit="short",
-    )
-    b.add(
-        "table",
-        "Job details",
-        "Descriptive labels of the job and its current run.",
-        [target(f"ingestion_job_info{{{ONE_JOB}}}", instant=True, table=True)],
-        w=24,
-        h=5,
-        transformations=[
-            {
-                "id": "organize",
-                "options": {
-                    "excludeByName": {"Time": True, "Value": True, "__name__": True, "job": True, "instance": True}
-                },
-            }
-        ],
-    )
-    return dashboard(
+    return dashboard_of(
         "ingestion-job",
         "Ingestion jobs / Job detail",
-        "One job: state over time, nodes, topology, throughput, deploy and run times.",
+        "One job: state over time, runs and failures, nodes, topology, throughput, deploy and run times.",
         [*platform_target_variables(multi=False), job_variable(multi=False)],
-        b,
+        [
+            panel(
+                stat.Panel(),
+                "State",
+                "The job's normalized state now.",
+                [target(state_code("ingestion_job_state", ONE_JOB, "job_id"), "state")],
+                w=6,
+                h=5,
+            )
+            .mappings(state_mappings())
+            .reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]))
+            .color_mode(cm.BigValueColorMode.BACKGROUND),
+            panel(
+                stat.Panel(),
+                "Vendor state",
+                "The platform's own state value.",
+                [target(f"ingestion_job_vendor_state{{{ONE_JOB}}} == 1", "{{vendor_state}}", instant=True)],
+                w=6,
+                h=5,
+            )
+            .reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]))
+            .text_mode(cm.BigValueTextMode.NAME)
+            .color_mode(cm.BigValueColorMode.NONE),
+            last_value(
+                panel(
+                    stat.Panel(),
+                    "Deploy and run times",
+                    "When the current run and its deployment started and ended, when the platform last updated the "
+                    "status, and when the newest successful and failed runs it reports ended (absent where the "
+                    "platform does not report them).",
+                    [
+                        target(f"{family}{{{ONE_JOB}}} * 1000", label, ref=chr(ord("A") + i))
+                        for i, (label, family) in enumerate(times)
+                    ],
+                    w=12,
+                    h=5,
+                )
+            ).unit("dateTimeAsIso"),
+            states_over_time(
+                panel(
+                    statetimeline.Panel(),
+                    "State over time",
+                    "The job's normalized state over the selected time range.",
+                    [target(state_code("ingestion_job_state", ONE_JOB, "job_id"), "{{job_id}}")],
+                    w=24,
+                    h=5,
+                )
+            ),
+            color_by_name(
+                panel(
+                    timeseries.Panel(),
+                    "Runs per outcome",
+                    "Runs of the job that ended within the rate interval before each point, by outcome: failed "
+                    "ones show even when the job was restarted between two scrapes; stopped means stopped or "
+                    "aborted on purpose, unknown that a run was seen to end without a readable outcome. Runs that "
+                    "ended before the exporter started are not counted.",
+                    [
+                        target(
+                            f"max by (outcome) (increase(ingestion_job_runs_total{{{ONE_JOB}}}[$__rate_interval]))",
+                            "{{outcome}}",
+                        )
+                    ],
+                    w=24,
+                    h=6,
+                ),
+                {outcome: STATE_COLORS[outcome] for outcome in OUTCOMES},
+            ).unit("short"),
+            states_over_time(
+                panel(
+                    statetimeline.Panel(),
+                    "Node states",
+                    "Each node's (operator's) normalized state, where the platform reports nodes.",
+                    [target(state_code("ingestion_node_state", ONE_JOB, "node"), "{{node}}")],
+                )
+            ),
+            panel(
+                nodegraph.Panel(),
+                "Topology",
+                "The job's sources and targets and the data paths between them, where the "
+                "platform describes them (Informatica).",
+                [
+                    target(
+                        f'label_replace(label_replace(ingestion_node_info{{{ONE_JOB}}}, "id", "$1", "node", "(.*)"), '
+                        f'"title", "$1", "node", "(.*)")',
+                        ref="nodes",
+                        instant=True,
+                        table=True,
+                    ),
+                    target(
+                        "label_replace(label_replace(label_join(ingestion_job_edge_info{" + ONE_JOB + '}, "id", "->", '
+                        '"from_node", "to_node"), "source", "$1", "from_node", "(.*)"), "target", "$1", "to_node", '
+                        '"(.*)")',
+                        ref="edges",
+                        instant=True,
+                        table=True,
+                    ),
+                ],
+            ).with_transformation(
+                dm.DataTransformerConfig(id_val="organize", options={"renameByName": {"role": "subtitle"}})
+            ),
+            panel(
+                table.Panel(),
+                "Nodes",
+                "Each node (operator) of the job with its normalized state and the platform's own value where it "
+                "reports one.",
+                [
+                    target(f"ingestion_node_state{{{ONE_JOB}}} == 1", ref="A", instant=True, table=True),
+                    target(f"ingestion_node_vendor_state{{{ONE_JOB}}}", ref="B", instant=True, table=True),
+                    target(f"ingestion_node_info{{{ONE_JOB}}}", ref="C", instant=True, table=True),
+                ],
+            )
+            .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
+            .with_transformation(node_table_columns()),
+            panel(
+                timeseries.Panel(),
+                "Node records per second",
+                "Records per second each node reads and writes, and the speed the platform reports for it.",
+                [
+                    target(
+                        f"rate(ingestion_node_read_records_total{{{ONE_JOB}}}[$__rate_interval])", "{{node}} read", "A"
+                    ),
+                    target(
+                        f"rate(ingestion_node_written_records_total{{{ONE_JOB}}}[$__rate_interval])",
+                        "{{node}} written",
+                        "B",
+                    ),
+                    target(f"ingestion_node_records_per_second{{{ONE_JOB}}}", "{{node}} reported", "C"),
+                    target(f"ingestion_node_buffered_records{{{ONE_JOB}}}", "{{node}} buffered", "D"),
+                ],
+            ).unit("short"),
+            panel(
+                timeseries.Panel(),
+                "Read and write rates",
+                "Records per second the job reads and writes: the platform's "
+                "own rates where it reports them, else the rate of its record counters.",
+                [
+                    target(f"ingestion_job_read_records_per_second{{{ONE_JOB}}}", "read (reported)", "A"),
+                    target(f"ingestion_job_write_records_per_second{{{ONE_JOB}}}", "write (reported)", "B"),
+                    target(f"rate(ingestion_job_read_records_total{{{ONE_JOB}}}[$__rate_interval])", "read", "C"),
+                    target(f"rate(ingestion_job_written_records_total{{{ONE_JOB}}}[$__rate_interval])", "written", "D"),
+                    target(f"rate(ingestion_job_records_total{{{ONE_JOB}}}[$__rate_interval])", "processed", "E"),
+                ],
+            ).unit("short"),
+            panel(
+                timeseries.Panel(),
+                "Bytes per second",
+                "Bytes per second the job reads and writes, where the platform counts bytes.",
+                [
+                    target(f"rate(ingestion_job_read_bytes_total{{{ONE_JOB}}}[$__rate_interval])", "read", "A"),
+                    target(f"rate(ingestion_job_written_bytes_total{{{ONE_JOB}}}[$__rate_interval])", "written", "B"),
+                ],
+            ).unit("Bps"),
+            panel(
+                timeseries.Panel(),
+                "Stream records per second",
+                "Records per second through each source and sink stream.",
+                [
+                    target(
+                        f"sum by (stream, role) (rate(ingestion_stream_records_total{{{ONE_JOB}}}[$__rate_interval]))",
+                        "{{role}} {{stream}}",
+                    )
+                ],
+            ).unit("short"),
+            panel(
+                timeseries.Panel(),
+                "Stream corrupted records per second",
+                "Dirty records per second on each stream.",
+                [
+                    target(
+                        f"sum by (stream, role) "
+                        f"(rate(ingestion_stream_corrupted_records_total{{{ONE_JOB}}}[$__rate_interval]))",
+                        "{{role}} {{stream}}",
+                    )
+                ],
+            ).unit("short"),
+            panel(
+                timeseries.Panel(),
+                "Node bytes per second",
+                "Bytes per second each node reads and writes.",
+                [
+                    target(
+                        f"rate(ingestion_node_read_bytes_total{{{ONE_JOB}}}[$__rate_interval])", "{{node}} read", "A"
+                    ),
+                    target(
+                        f"rate(ingestion_node_written_bytes_total{{{ONE_JOB}}}[$__rate_interval])",
+                        "{{node}} written",
+                        "B",
+                    ),
+                ],
+            ).unit("Bps"),
+            panel(
+                timeseries.Panel(),
+                "Errors and aborts",
+                "Error messages the job's run reports, and whether an abort was requested (Siren).",
+                [
+                    target(f"ingestion_job_error_messages{{{ONE_JOB}}}", "error messages", "A"),
+                    target(f"ingestion_job_aborting{{{ONE_JOB}}}", "aborting", "B"),
+                ],
+            ).unit("short"),
+            panel(
+                table.Panel(),
+                "Job details",
+                "Descriptive labels of the job and its current run.",
+                [target(f"ingestion_job_info{{{ONE_JOB}}}", instant=True, table=True)],
+                w=24,
+                h=5,
+            ).with_transformation(organize(["Time", "Value", "__name__", "job", "instance"])),
+        ],
     )
 
 
-def exporter_health() -> dict[str, Any]:
-    b = Board()
-    b.add(
-        "state-timeline",
-        "Scrape success per target",
-        "Whether every upstream call for the target succeeded, on every exporter shard.",
-        [target(f"min by (platform, target) (ingestion_scrape_success{{{SEL}}})", "{{platform}} {{target}}")],
-        w=24,
-        h=6,
-        mappings=[
-            {
-                "type": "value",
-                "options": {
-                    "0": {"text": "failing", "color": "red", "index": 0},
-                    "1": {"text": "ok", "color": "green", "index": 1},
-                },
-            }
-        ],
-        options={"showValue": "never", "mergeValues": True},
-    )
-    b.add(
-        "timeseries",
-        "Scrape duration per target",
-        "Wall time each target's collection took (the slowest exporter shard's).",
-        [target(f"max by (platform, target) (ingestion_scrape_duration_seconds{{{SEL}}})", "{{platform}} {{target}}")],
-        unit="s",
-    )
-    b.add(
-        "timeseries",
-        "Jobs discovered",
-        "Jobs the exporter knows per target (all its shards together).",
-        [target(f"sum by (platform, target) (ingestion_jobs_discovered{{{SEL}}})", "{{platform}} {{target}}")],
-        unit="short",
-    )
-    b.add(
-        "timeseries",
-        "Upstream requests per second",
-        "Upstream HTTP requests by endpoint and outcome.",
-        [
-            target(
-                f"sum by (platform, target, endpoint, outcome) "
-                f"(rate(ingestion_upstream_requests_total{{{SEL}}}[$__rate_interval]))",
-                "{{target}} {{endpoint}} {{outcome}}",
-            )
-        ],
-        unit="reqps",
-    )
-    b.add(
-        "timeseries",
-        "Upstream latency (p50, p95)",
-        "Quantiles of upstream request latency per endpoint.",
-        [
-            target(
-                f"histogram_quantile({q}, sum by (le, platform, target, endpoint) "
-                f"(rate(ingestion_upstream_request_duration_seconds_bucket{{{SEL}}}[$__rate_interval])))",
-                f"p{int(q * 100)} {{{{target}}}} {{{{endpoint}}}}",
-                ref,
-            )
-            for ref, q in (("A", 0.5), ("B", 0.95))
-        ],
-        unit="s",
-    )
-    b.add(
-        "timeseries",
-        "Errors per second by reason",
-        "Upstream errors met while collecting, by classified reason "
-        "(auth, timeout, connection, http_status, rate_limited, invalid_response).",
-        [
-            target(
-                f"sum by (platform, target, reason) (rate(ingestion_scrape_errors_total{{{SEL}}}[$__rate_interval]))",
-                "{{target}} {{reason}}",
-            )
-        ],
-        unit="short",
-    )
-    b.add(
-        "table",
-        "Exporter builds",
-        "Version of each exporter process (each shard) Prometheus scrapes.",
-        [target("ingestion_exporter_build_info", instant=True, table=True)],
-        transformations=[
-            {"id": "organize", "options": {"excludeByName": {"Time": True, "Value": True, "__name__": True}}}
-        ],
-    )
-    b.add(
-        "stat",
-        "Shards up",
-        "Shards of each exporter (scrape job) Prometheus scrapes, of the total its processes were started with; "
-        "an unsharded exporter is one shard of one.",
-        [
-            target(SHARDS_UP, "{{job}} up", "A"),
-            target(TOTAL_SHARDS, "{{job}} total", "B"),
-        ],
-        w=4,
-        unit="short",
-        options=STAT_LAST_VALUE,
-    )
-    for title, description, aggregation, unit in (
-        (
-            "Scrape duration per shard",
-            "Wall time of each exporter shard's slowest target collection: a shard far above the others has more "
-            "than its share of the work.",
-            f"max by (job, shard) ({per_shard('ingestion_scrape_duration_seconds')})",
-            "s",
-        ),
-        (
-            "Jobs per shard",
-            "Jobs each shard collects, of the selected targets.",
-            f"sum by (job, shard) ({per_shard('ingestion_jobs_discovered')})",
-            "short",
-        ),
-    ):
-        b.add("timeseries", title, description, [target(aggregation, "{{job}} shard {{shard}}")], w=10, unit=unit)
-    return dashboard(
+def exporter_health() -> dm.Dashboard:
+    per_shard_panels = [
+        panel(
+            timeseries.Panel(),
+            title,
+            description,
+            [target(aggregation, "{{job}} shard {{shard}}")],
+            w=10,
+        ).unit(unit)
+        for title, description, aggregation, unit in (
+            (
+                "Scrape duration per shard",
+                "Wall time of each exporter shard's slowest target collection: a shard far above the others has "
+                "more than its share of the work.",
+                f"max by (job, shard) ({per_shard('ingestion_scrape_duration_seconds')})",
+                "s",
+            ),
+            (
+                "Jobs per shard",
+                "Jobs each shard collects, of the selected targets.",
+                f"sum by (job, shard) ({per_shard('ingestion_jobs_discovered')})",
+                "short",
+            ),
+        )
+    ]
+    return dashboard_of(
         "ingestion-exporter-health",
         "Ingestion jobs / Exporter health",
         "Is the exporter reading every target: scrape results, upstream calls, latency and errors.",
         platform_target_variables(multi=True),
-        b,
+        [
+            panel(
+                statetimeline.Panel(),
+                "Scrape success per target",
+                "Whether every upstream call for the target succeeded, on every exporter shard.",
+                [target(f"min by (platform, target) (ingestion_scrape_success{{{SEL}}})", "{{platform}} {{target}}")],
+                w=24,
+                h=6,
+            )
+            .mappings(value_mapping({"0": ("failing", "red"), "1": ("ok", "green")}))
+            .show_value(cm.VisibilityMode.NEVER)
+            .merge_values(True)
+            .legend(legend()),
+            panel(
+                timeseries.Panel(),
+                "Scrape duration per target",
+                "Wall time each target's collection took (the slowest exporter shard's).",
+                [
+                    target(
+                        f"max by (platform, target) (ingestion_scrape_duration_seconds{{{SEL}}})",
+                        "{{platform}} {{target}}",
+                    )
+                ],
+            ).unit("s"),
+            panel(
+                timeseries.Panel(),
+                "Jobs discovered",
+                "Jobs the exporter knows per target (all its shards together).",
+                [target(f"sum by (platform, target) (ingestion_jobs_discovered{{{SEL}}})", "{{platform}} {{target}}")],
+            ).unit("short"),
+            panel(
+                timeseries.Panel(),
+                "Upstream requests per second",
+                "Upstream HTTP requests by endpoint and outcome.",
+                [
+                    target(
+                        f"sum by (platform, target, endpoint, outcome) "
+                        f"(rate(ingestion_upstream_requests_total{{{SEL}}}[$__rate_interval]))",
+                        "{{target}} {{endpoint}} {{outcome}}",
+                    )
+                ],
+            ).unit("reqps"),
+            panel(
+                timeseries.Panel(),
+                "Upstream latency (p50, p95)",
+                "Quantiles of upstream request latency per endpoint.",
+                [
+                    target(
+                        f"histogram_quantile({q}, sum by (le, platform, target, endpoint) "
+                        f"(rate(ingestion_upstream_request_duration_seconds_bucket{{{SEL}}}[$__rate_interval])))",
+                        f"p{int(q * 100)} {{{{target}}}} {{{{endpoint}}}}",
+                        ref,
+                    )
+                    for ref, q in (("A", 0.5), ("B", 0.95))
+                ],
+            ).unit("s"),
+            panel(
+                timeseries.Panel(),
+                "Errors per second by reason",
+                "Upstream errors met while collecting, by classified reason "
+                "(auth, timeout, connection, http_status, rate_limited, invalid_response).",
+                [
+                    target(
+                        "sum by (platform, target, reason) "
+                        f"(rate(ingestion_scrape_errors_total{{{SEL}}}[$__rate_interval]))",
+                        "{{target}} {{reason}}",
+                    )
+                ],
+            ).unit("short"),
+            panel(
+                table.Panel(),
+                "Exporter builds",
+                "Version of each exporter process (each shard) Prometheus scrapes.",
+                [target("ingestion_exporter_build_info", instant=True, table=True)],
+            ).with_transformation(organize(["Time", "Value", "__name__"])),
+            last_value(
+                panel(
+                    stat.Panel(),
+                    "Shards up",
+                    "Shards of each exporter (scrape job) Prometheus scrapes, of the total its processes were started "
+                    "with; an unsharded exporter is one shard of one.",
+                    [target(SHARDS_UP, "{{job}} up", "A"), target(TOTAL_SHARDS, "{{job}} total", "B")],
+                    w=4,
+                )
+            ).unit("short"),
+            *per_shard_panels,
+        ],
     )
 
 
-def dashboards() -> dict[str, dict[str, Any]]:
+def dashboards() -> dict[str, dm.Dashboard]:
     return {
         "ingestion-overview.json": overview(),
         "ingestion-job-detail.json": job_detail(),
@@ -1061,8 +1137,8 @@ def dashboards() -> dict[str, dict[str, Any]]:
     }
 
 
-def dashboard_json(document: Mapping[str, Any]) -> str:
-    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+def dashboard_json(board: dm.Dashboard) -> str:
+    return json.dumps(board, cls=JSONEncoder, indent=2, ensure_ascii=False) + "\n"
 
 
 # --- command line ---------------------------------------------------------------------------------------
