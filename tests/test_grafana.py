@@ -94,19 +94,9 @@ def exported_names() -> set[str]:
     return names
 
 
-# The run history families of the metric contract: the rules and dashboards read them before the collectors that
-# count runs have landed. Once those export them, test_run_history_is_announced_until_exported says to drop this.
-RUN_HISTORY_FAMILIES = {"ingestion_job_runs_total", "ingestion_job_last_failure_timestamp_seconds"}
-
-
 def readable_names() -> set[str]:
-    """Every name a rule or a dashboard may read: exported, announced by the contract, or recorded."""
-    return exported_names() | RUN_HISTORY_FAMILIES | recorded_names()
-
-
-def test_run_history_is_announced_until_exported() -> None:
-    exported = RUN_HISTORY_FAMILIES & exported_names()
-    assert not exported, f"the collectors export {exported}: remove them from RUN_HISTORY_FAMILIES"
+    """Every name a rule or a dashboard may read: exported or recorded."""
+    return exported_names() | recorded_names()
 
 
 KEYWORDS = {

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -36,6 +37,8 @@ SCRAPE_INTERVAL = "2s"
 # The shipped rules, with `for` durations short enough for a test: only the documented parameters change.
 FAST = {"job_failed_for": "2s", "target_unreachable_for": "3s", "job_unknown_for": "6s", "shards_missing_for": "3s"}
 RATE_INTERVAL = "30s"
+EVALUATION_SECONDS = 1.0
+SLACK_SECONDS = 2.0  # a busy machine's scrape and evaluation run late by this much at most
 
 
 def load_generator() -> ModuleType:
@@ -158,7 +161,11 @@ def start_prometheus(
     rules.write_text(generate.rules_yaml(generate.parameters(FAST)))
     targets = [exporter.removeprefix("http://") for exporter in exporters]
     config: dict[str, Any] = {
-        "global": {"scrape_interval": SCRAPE_INTERVAL, "scrape_timeout": SCRAPE_INTERVAL, "evaluation_interval": "1s"},
+        "global": {
+            "scrape_interval": SCRAPE_INTERVAL,
+            "scrape_timeout": SCRAPE_INTERVAL,
+            "evaluation_interval": f"{EVALUATION_SECONDS:g}s",
+        },
         "rule_files": [str(rules)],
         "scrape_configs": [{"job_name": "ingestion-exporter", "static_configs": [{"targets": targets}]}],
     }
@@ -257,9 +264,89 @@ def test_failed_job_pages_and_resolves(stack: Stack) -> None:
     stack.check_alive()
 
 
+def running_job(stack: Stack, platform: str, besides: set[str]) -> dict[str, str]:
+    """A job of `platform` that Prometheus has seen running and no other test drives."""
+    seen = {
+        s["metric"]["job_id"]
+        for s in stack.prometheus.query(f'ingestion_job_state{{platform="{platform}", state="running"}} == 1')
+    }
+    return next(job for job in stack.jobs[platform] if job["id"] in seen and job["id"] not in besides)
+
+
+def restart(stack: Stack, platform: str, job_id: str, how: str) -> None:
+    answer = requests.post(f"{stack.simulator}/_sim/{platform}/jobs/{job_id}/{how}", timeout=5)
+    assert answer.status_code == 200, answer.text
+
+
+def evaluated_after(stack: Stack, moment: float, evaluations: int) -> bool:
+    """True once every rule group has been evaluated `evaluations` times after `moment` (Prometheus' clock)."""
+    groups = requests.get(f"{stack.prometheus.url}/api/v1/rules", timeout=5).json()["data"]["groups"]
+    interval = min(group["interval"] for group in groups)
+    latest = min(datetime.fromisoformat(group["lastEvaluation"]).timestamp() for group in groups)
+    return latest >= moment + evaluations * interval
+
+
+def test_run_that_fails_and_restarts_between_scrapes_pages_and_a_stop_does_not(stack: Stack) -> None:
+    """The job is running before and after: only its run history tells. The failed run reaches the ticket
+    queue within a scrape interval, the rule's `for` and two evaluations (plus Alertmanager's group wait);
+    a run stopped on purpose and restarted pages nobody."""
+    taken = {stack.jobs["informatica"][0]["id"]}  # test_failed_job_pages_and_resolves drives it
+    failing = running_job(stack, "siren", taken)
+    stopping = running_job(stack, "siren", taken | {failing["id"]})
+    rule = next(
+        r
+        for g in yaml.safe_load(generate.rules_yaml(generate.parameters(FAST)))["groups"]
+        for r in g["rules"]
+        if r.get("alert") == "IngestionJobRunFailed"
+    )
+    wait = generate.seconds(SCRAPE_INTERVAL) + generate.seconds(rule.get("for", "0")) + 2 * EVALUATION_SECONDS
+    labels = {"alertname": "IngestionJobRunFailed", "platform": "siren", "job_id": failing["id"], "severity": "warning"}
+
+    def counted(job: dict[str, str], outcome: str) -> bool:
+        series = stack.prometheus.query(f'ingestion_job_runs_total{{job_id="{job["id"]}", outcome="{outcome}"}} == 1')
+        return bool(series)
+
+    since = stack.webhook.mark()
+    started = time.monotonic()
+    restart(stack, "siren", failing["id"], "fail-and-restart")
+
+    def firing() -> bool:
+        return any(a["state"] == "firing" and labels_match(a["labels"], labels) for a in stack.prometheus.alerts())
+
+    wait_for("IngestionJobRunFailed to fire", firing, timeout=30, interval=0.1)
+    fired = time.monotonic() - started
+    wait_for(
+        "IngestionJobRunFailed to reach the ticket queue",
+        lambda: find_alert(stack, since, "ingestion-tickets", "firing", **labels),
+        timeout=30,
+        interval=0.1,
+    )
+    delivered = time.monotonic() - started
+    print(
+        f"\nfail-and-restart between scrapes: firing in Prometheus after {fired:.1f}s, delivered after "
+        f"{delivered:.1f}s (scrape interval + for + two evaluations = {wait:.0f}s, then a group wait of 1s)"
+    )
+    assert fired <= wait + SLACK_SECONDS, fired
+    assert delivered <= wait + 1 + SLACK_SECONDS, delivered
+    assert stack.prometheus.query(f'ingestion_job_state{{job_id="{failing["id"]}", state="running"}} == 1')
+    assert stack.prometheus.query(f'ingestion_job_last_failure_timestamp_seconds{{job_id="{failing["id"]}"}}')
+
+    restart(stack, "siren", stopping["id"], "stop-and-restart")
+    wait_for("the stopped run to be counted", lambda: counted(stopping, "stopped"), timeout=30)
+    counted_at = time.time()
+    wait_for("two rule evaluations after it", lambda: evaluated_after(stack, counted_at, 2), timeout=30)
+    quiet = {"platform": "siren", "job_id": stopping["id"]}
+    assert not [a for a in stack.prometheus.alerts() if labels_match(a["labels"], quiet)]
+    assert not [a for _, a in stack.webhook.alerts(since) if labels_match(a["labels"], quiet)]
+    assert not counted(stopping, "failed")
+    print("stop-and-restart between scrapes: counted as stopped, no alert")
+    stack.check_alive()
+
+
 def fill(expr: str, platform: str, target: str, job_id: str) -> str:
     for name, value in (
         ("$__rate_interval", RATE_INTERVAL),
+        ("$__range", "1h"),
         ("$platform", platform),
         ("$target", target),
         ("$job", job_id),
