@@ -9,7 +9,7 @@ send more than a handful of requests whatever the answers say (paging that never
 
 CI runs a few hundred examples, derandomized. Long runs, with fresh randomness:
 
-    FUZZ_EXAMPLES=20000 /tmp/venv/bin/pytest -q -s tests/test_fuzz.py
+    FUZZ_EXAMPLES=20000 .venv/bin/pytest -q -s tests/test_fuzz.py
 
 (FUZZ_EXAMPLES is the number of examples for each test.)
 """
