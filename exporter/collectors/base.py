@@ -69,7 +69,7 @@ class ErrorTracker:
 
     def record(self, exc: BaseException, subject: str, **context: str) -> Reason:
         reason = classify(exc)
-        self._telemetry.scrape_errors.labels(self._platform, self._target, reason).inc()
+        self._telemetry.count_error(self._platform, self._target, reason)
         fields: dict[str, object] = {
             "platform": self._platform,
             "target": self._target,
