@@ -7,8 +7,9 @@ masked in every form it takes on the way (JSON-escaped once or twice, URL-encode
 `encoded_forms`), whatever its length, and keys are never touched, so a line stays valid and readable.
 
 Each target hands its secrets, and the session ids, tokens and signatures it obtains at run time, to a sink of
-its own (`Redactor.sink()`): a renewed token replaces the last one (one value, and its forms, per slot), and a
-target's values leave when its collector is closed (a reload), so the set stays as large as what is in use.
+its own (`Redactor.sink()`): a renewed token replaces the last one (one value, and its forms, per slot; the
+replaced ones leave when the collection that renewed them ends), and a target's values leave when its
+collector is closed (a reload), so the set stays as large as what is in use.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def encoded_forms(secret: str) -> frozenset[str]:
             quote_plus(text, errors="surrogatepass"),
         ):
             forms |= {encoded, _LOWER_HEX.sub(lambda hex_digits: hex_digits[0].lower(), encoded)}
-        forms |= _base64_cores(text.encode("utf-8", "surrogatepass"))
+        forms |= _base64_forms(text.encode("utf-8", "surrogatepass"))
     forms.discard("")
     return frozenset(forms)
 
@@ -56,16 +57,18 @@ def encoded_forms(secret: str) -> frozenset[str]:
 _LOWER_HEX = re.compile(r"%[0-9A-F]{2}")
 
 
-def _base64_cores(data: bytes) -> set[str]:
+def _base64_forms(data: bytes) -> set[str]:
     """What every base64 text holding `data` shows of it, whatever precedes or follows: for each offset modulo 3
-    the data can start at, the characters of the 3-byte groups made of its bytes alone."""
-    cores = set()
+    the data can start at, the characters of the 3-byte groups made of its bytes alone; and the encoding of the
+    data alone, with and without padding (for data too short to fill a group)."""
+    alone = base64.b64encode(data).decode()
+    cores = {alone, alone.rstrip("=")}
     for offset in range(3):
         first = 1 if offset else 0  # the group the data starts in mixes in a byte before it
         end = (offset + len(data)) // 3  # past the last group made of the data's bytes alone
         encoded = base64.b64encode(bytes(offset) + data)[4 * first : 4 * end].decode()
-        cores |= {encoded, encoded.replace("+", "-").replace("/", "_")}
-    return cores
+        cores.add(encoded)
+    return cores | {core.replace("+", "-").replace("/", "_") for core in cores}
 
 
 class Redactor:
@@ -122,13 +125,22 @@ class Redactor:
                 return  # closed: a collection still running after a reload adds nothing that would stay
             held = sink.slots.get(slot)
             sink.slots[slot] = (value, forms)
-            self._update(forms, held[1] if held is not None else frozenset())
+            if held is not None:
+                sink.replaced.append(held[1])
+            self._update(forms, frozenset())
+
+    def _settle(self, sink: SecretSlots) -> None:
+        with self._lock:
+            replaced, sink.replaced = sink.replaced, []
+            for forms in replaced:
+                self._update(frozenset(), forms)
 
     def _close(self, sink: SecretSlots) -> None:
         with self._lock:
             if sink in self._sinks:
                 self._sinks.remove(sink)
-                self._update(frozenset(), frozenset().union(*(forms for _, forms in sink.slots.values())))
+                for forms in [*sink.replaced, *(forms for _, forms in sink.slots.values())]:
+                    self._update(frozenset(), forms)
 
     def _update(self, added: frozenset[str], removed: frozenset[str]) -> None:
         """Count forms in and out (call with the lock held); the order changes only where a form comes or goes."""
@@ -146,14 +158,20 @@ class Redactor:
 
 class SecretSlots:
     """One target's values to mask, one per slot (`password`, `token`, ...): a new value replaces the slot's last,
-    with all its encoded forms."""
+    with all its encoded forms. A replaced value stays masked until `settle()`: the failure its renewal answered
+    (a session id the upstream refused and echoed) is logged when the collection ends."""
 
     def __init__(self, redactor: Redactor) -> None:
         self._redactor = redactor
         self.slots: dict[str, tuple[str, frozenset[str]]] = {}
+        self.replaced: list[frozenset[str]] = []
 
     def put(self, slot: str, value: str) -> None:
         self._redactor._put(self, slot, value)
+
+    def settle(self) -> None:
+        """Forget the replaced values; called when a collection has ended and logged what it had to."""
+        self._redactor._settle(self)
 
     def values(self) -> list[str]:
         return [value for value, _ in self.slots.values()]

@@ -129,6 +129,8 @@ def test_a_sink_slot_keeps_one_value_and_a_closed_sink_leaves_the_redactor() -> 
     forms = redactor.forms()
     for renewal in range(1, 100):
         first.put("token", f"token-number-{renewal}")
+    assert redactor.redact("token-number-98") == logs.MASK, "replaced, but masked until the collection ends"
+    first.settle()
     assert redactor.forms() == forms, "a renewed token's encoded forms replace the last one's"
     second.put("password", "pw-2")  # four characters: masked all the same
     assert redactor.values() == {"first-password", "token-number-99", "pw-2"}

@@ -364,8 +364,8 @@ class HuaweiClient:
             datetime.fromtimestamp(self._clock(), UTC),
         )
         # A signature is good for one request (for the gateway's 15 minutes), but it is a credential all the same:
-        # masked in the log, one per sending thread, so concurrent requests do not push each other's out.
-        self._secrets.put(f"signature {threading.current_thread().name}", sent["Authorization"].rsplit("=", 1)[1])
+        # masked in the log; each one replaces the last, which stays masked until the collection ends.
+        self._secrets.put("signature", sent["Authorization"].rsplit("=", 1)[1])
         try:
             response = self._upstream.request(
                 method, url, endpoint=endpoint, deadline=deadline, headers=sent, data=body or None
