@@ -21,7 +21,7 @@ import logging
 import re
 import sys
 import threading
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any, TextIO
 from urllib.parse import quote, quote_plus
 
@@ -34,21 +34,16 @@ LEVELS = ("debug", "info", "warning", "error")
 
 def encoded_forms(secret: str) -> frozenset[str]:
     """Every text that gives `secret` away in a log value: the secret itself; JSON-escaped with and without
-    `\\uXXXX`, once and twice (a JSON request body echoed inside a JSON string); each of those URL-encoded
-    (upper- and lower-case hex, `+` or `%20` for a space) and in base64 (standard and URL-safe, at each of the
-    three alignments it can have inside a longer encoded text)."""
-    escaped = {secret}
-    for _ in range(2):
-        escaped |= {json.dumps(text, ensure_ascii=only)[1:-1] for text in escaped for only in (True, False)}
-    forms = set(escaped)
-    for text in escaped:
-        for encoded in (
-            quote(text, safe="", errors="surrogatepass"),
-            quote(text, errors="surrogatepass"),
-            quote_plus(text, safe="", errors="surrogatepass"),
-            quote_plus(text, errors="surrogatepass"),
-        ):
+    `\\uXXXX`, once and twice (a JSON request body echoed inside a JSON string); escaped once or not at all and
+    URL-encoded (upper- or lower-case hex, `+` or `%20` for a space); and as it travels (in a header, or in a
+    JSON body as `json.dumps` writes it) in base64, at each alignment it can have inside a longer text."""
+    on_the_wire = (secret, json.dumps(secret)[1:-1])
+    once = {*on_the_wire, json.dumps(secret, ensure_ascii=False)[1:-1]}
+    forms = once | {json.dumps(text, ensure_ascii=only)[1:-1] for text in once for only in (True, False)}
+    for text in once:
+        for encoded in (quote(text, safe="", errors="surrogatepass"), quote_plus(text, errors="surrogatepass")):
             forms |= {encoded, _LOWER_HEX.sub(lambda hex_digits: hex_digits[0].lower(), encoded)}
+    for text in on_the_wire:
         forms |= _base64_forms(text.encode("utf-8", "surrogatepass"))
     forms.discard("")
     return frozenset(forms)
@@ -58,16 +53,17 @@ _LOWER_HEX = re.compile(r"%[0-9A-F]{2}")
 
 
 def _base64_forms(data: bytes) -> set[str]:
-    """What every base64 text holding `data` shows of it, whatever precedes or follows: for each offset modulo 3
-    the data can start at, the characters of the 3-byte groups made of its bytes alone; and the encoding of the
-    data alone, with and without padding (for data too short to fill a group)."""
-    alone = base64.b64encode(data).decode()
-    cores = {alone, alone.rstrip("=")}
+    """What every base64 text (standard or URL-safe) holding `data` shows of it, whatever precedes or follows: for
+    each offset modulo 3 the data can start at, the characters of the 3-byte groups made of its bytes alone. Data
+    too short to fill a group of its own: its encoding alone, with and without padding."""
+    cores = set()
     for offset in range(3):
         first = 1 if offset else 0  # the group the data starts in mixes in a byte before it
         end = (offset + len(data)) // 3  # past the last group made of the data's bytes alone
-        encoded = base64.b64encode(bytes(offset) + data)[4 * first : 4 * end].decode()
-        cores.add(encoded)
+        cores.add(base64.b64encode(bytes(offset) + data)[4 * first : 4 * end].decode())
+    if len(data) < 3:
+        alone = base64.b64encode(data).decode()
+        cores |= {alone, alone.rstrip("=")}
     return cores | {core.replace("+", "-").replace("/", "_") for core in cores}
 
 
@@ -106,11 +102,12 @@ class Redactor:
 
         One scan of all of the event's text finds which forms occur (usually none), then only those are replaced.
         """
-        plain = {key: _plain(value) for key, value in event.items()}
+        texts: list[str] = []
+        plain = {key: _plain(value, texts) for key, value in event.items()}
         ordered = self._ordered
         if ordered:
-            text = "\0".join(_texts(plain))
-            present = tuple(form for form in ordered if form in text)
+            text = "\0".join(texts)
+            present = tuple(filter(text.__contains__, ordered))  # a loop in C: this runs for every line
             if present:
                 plain = {key: _masked(value, present) for key, value in plain.items()}
         return plain
@@ -180,30 +177,19 @@ class SecretSlots:
         self._redactor._close(self)
 
 
-def _plain(value: Any) -> Any:
-    """A log value as the renderers will write it: numbers, strings and containers of them stay, anything else
-    becomes its text (bytes decoded), so what is masked is what is written."""
-    if value is None or isinstance(value, str | int | float):
-        return value
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, Mapping):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_plain(item) for item in value]
-    return str(value)
-
-
-def _texts(value: Any) -> Iterator[str]:
-    """Every string value inside a plain value (not the keys)."""
+def _plain(value: Any, texts: list[str]) -> Any:
+    """A log value as the renderers will write it, its strings (not keys) added to `texts`: numbers, strings and
+    containers of them stay, anything else becomes its text (bytes decoded), so what is masked is what is written."""
     if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _texts(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _texts(item)
+        texts.append(value)
+        return value
+    if value is None or isinstance(value, int | float):
+        return value
+    if isinstance(value, Mapping):
+        return {key: _plain(item, texts) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(item, texts) for item in value]
+    return _plain(value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value), texts)
 
 
 def _masked(value: Any, forms: tuple[str, ...]) -> Any:
@@ -219,9 +205,8 @@ def _masked(value: Any, forms: tuple[str, ...]) -> Any:
 def _masked_text(text: str, forms: tuple[str, ...]) -> str:
     """`text` with each of `forms` (longest first, so a value is masked whole) replaced. Plain replacement, not one
     compiled pattern: every renewed token would leave a dead pattern in the `re` module's cache."""
-    for form in forms:
-        if form in text:
-            text = text.replace(form, MASK)
+    for form in filter(text.__contains__, forms):
+        text = text.replace(form, MASK)
     return text
 
 

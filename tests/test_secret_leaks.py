@@ -11,6 +11,7 @@ logs (json and console, debug), /metrics, /, /probe, --check-config or a refused
 
 from __future__ import annotations
 
+import ast
 import base64
 import io
 import json
@@ -391,12 +392,17 @@ def test_every_form_of_a_secret_is_masked_and_lines_stay_valid(
         shown = [event["body"], event["error"]]
     else:
         assert line.count("\n") == 1 and "[warning" in line
-        shown = line.split("QQQ", 1)[1].split(" error=")  # the values, without their keys
-        shown = [shown[0].removeprefix(" ").removeprefix("body="), shown[1]]
+        body, error = line.split("QQQ", 1)[1].strip().removeprefix("body=").split(" error=")
+        shown = [_console_value(body), _console_value(error)]
     # Base64 of a whole request: only the secret's own 3-byte groups are recognisable, so a short secret at
     # an unlucky alignment may still be decodable there; what the issue names (the secret's own base64) is not.
     forms = leak_forms(secret) if encoding != "base64" else {base64.b64encode(secret.encode()).decode()}
     assert not [form for form in forms for value in shown if form in value], (secret, encoding, shown)
+
+
+def _console_value(shown: str) -> str:
+    """A value as the console renderer wrote it: plain, or its repr() when it needs quoting."""
+    return str(ast.literal_eval(shown)) if shown[:1] in "'\"" else shown
 
 
 def test_a_renewed_value_replaces_its_forms_and_order_is_kept_without_sorting_per_line() -> None:
