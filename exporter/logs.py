@@ -170,9 +170,6 @@ class SecretSlots:
         """Forget the replaced values; called when a collection has ended and logged what it had to."""
         self._redactor._settle(self)
 
-    def values(self) -> list[str]:
-        return [value for value, _ in self.slots.values()]
-
     def close(self) -> None:
         self._redactor._close(self)
 
