@@ -145,6 +145,9 @@ class Upstream:
         except requests.RequestException as exc:
             outcome = "connection"
             raise UpstreamError("connection", type(exc).__name__) from exc
+        except UnicodeEncodeError as exc:  # its text would quote a character of the header, maybe of a secret
+            outcome = "connection"
+            raise UpstreamError("connection", "a header value is not Latin-1 text, so it cannot be sent") from exc
         finally:
             self._telemetry.count_request(self.platform, self.target, endpoint, outcome, time.monotonic() - started)
         if response.status_code == 429:

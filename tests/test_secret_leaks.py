@@ -427,3 +427,23 @@ def test_a_renewed_value_replaces_its_forms_and_order_is_kept_without_sorting_pe
     for _ in range(100):
         redactor.redact("no secret here")
     assert redactor._ordered is ordered, "the order is rebuilt only when a value changes"
+
+
+def test_a_secret_that_cannot_be_sent_in_a_header_is_not_quoted(tmp_path: Path, echo: Echo) -> None:
+    """http.client refuses a header value that is not Latin-1 with an error naming the character."""
+    write_private(tmp_path / "token", "tk-€-bearer")
+    target = {"name": "es", "platform": "siren", "base_url": echo.url, "auth": "bearer", "jobs": ["j1"]}
+    path = tmp_path / "config.yml"
+    write_config(path, {"targets": [target | {"token_file": str(tmp_path / "token")}]})
+    stream = io.StringIO()
+    redactor = logs.Redactor()
+    logs.configure(redactor, "debug", "json", stream)
+    exporter = Exporter(load_settings(MODEL, path), redactor.sink)
+    try:
+        get(exporter.app, "/metrics")
+    finally:
+        logs.configure(logs.Redactor(), "info", "json")
+        exporter.close()
+    text = stream.getvalue()
+    assert "not Latin-1 text" in text
+    assert "€" not in text and "20ac" not in text.lower() and "position" not in text
