@@ -15,6 +15,7 @@ import ast
 import base64
 import io
 import json
+import logging
 import os
 import re
 import signal
@@ -447,3 +448,19 @@ def test_a_secret_that_cannot_be_sent_in_a_header_is_not_quoted(tmp_path: Path, 
     text = stream.getvalue()
     assert "not Latin-1 text" in text
     assert "€" not in text and "20ac" not in text.lower() and "position" not in text
+
+
+def test_standard_library_log_messages_are_masked_too() -> None:
+    """urllib3 and friends log through the standard library: their messages are masked the same way."""
+    secret = SECRETS["dataarts-echo.password"]
+    redactor = logs.Redactor()
+    redactor.sink().put("password", secret)
+    stream = io.StringIO()
+    logs.configure(redactor, "debug", "json", stream)
+    try:
+        logging.getLogger("urllib3.connectionpool").warning("echo: %s %s", secret, quote(json.dumps(secret)))
+    finally:
+        logs.configure(logs.Redactor(), "info", "json")
+    line = stream.getvalue()
+    assert line.startswith("level=warning logger=urllib3.connectionpool echo: ")
+    assert not [form for form in leak_forms(secret) if form in line.split(" echo: ", 1)[1]]
