@@ -68,7 +68,9 @@ class Exporter:
         self.app = ExporterApp(self.build(settings), exposition, self.registry, telemetry_path)
 
     def build(self, settings: RootSettings) -> Runners:
-        """A runner per configured target, each with its collector, HTTP session, error tracker and secret sink.
+        """A runner per configured target, each with its collector, HTTP session, error tracker and secret sink:
+        the configuration going into force (the caller serves them next). Targets it no longer has leave the
+        self-metrics now, and a collection of theirs still running adds no series back.
 
         Should a target fail to build, those built before it are closed again (their secrets leave the redactor).
         """
@@ -79,6 +81,7 @@ class Exporter:
         except Exception:
             runners.close()
             raise
+        self.telemetry.serve([(runner.platform, name) for name, runner in runners.by_name.items()])
         self.telemetry.shard(settings.sharding())
         return runners
 

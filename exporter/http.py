@@ -6,6 +6,7 @@ Every failure leaves this module as an `UpstreamError` with one of the reasons i
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import threading
 import time
@@ -26,8 +27,11 @@ from exporter.telemetry import Reason, Telemetry
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_BACKOFF_SECONDS = 300.0
+ERROR_BODY_BYTES = 2048
+"""An error answer's body is kept (to read the vendor's code and message, and for the log) only when it is at most
+this long, and then whole: a cut could leave the start of an echoed secret, which masking cannot recognise."""
 _CHUNK_BYTES = 64 * 1024
-_SNIPPET = 300
+_SHORT_TEXT = 120
 
 
 class UpstreamError(Exception):
@@ -37,7 +41,7 @@ class UpstreamError(Exception):
         super().__init__(message)
         self.reason = reason
         self.status = status
-        self.body = body[:_SNIPPET]
+        self.body = body
 
 
 class Deadline:
@@ -66,6 +70,8 @@ class Upstream:
         self.session.mount("http://", adapter)
         self.session.headers["User-Agent"] = f"ingestion-exporter/{__version__}"
         self.session.headers["Accept"] = "application/json"
+        # No platform's API uses cookies: none is kept, so none is sent that the log redaction has not been given.
+        self.session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
         tls = settings.tls
         self.session.verify = False if tls.insecure_skip_verify else (str(tls.ca_file) if tls.ca_file else True)
         if tls.insecure_skip_verify:  # warned about once at start, not on every request
@@ -139,11 +145,11 @@ class Upstream:
         except requests.RequestException as exc:
             outcome = "connection"
             raise UpstreamError("connection", type(exc).__name__) from exc
+        except UnicodeEncodeError as exc:  # its text would quote a character of the header, maybe of a secret
+            outcome = "connection"
+            raise UpstreamError("connection", "a header value is not Latin-1 text, so it cannot be sent") from exc
         finally:
-            self._telemetry.upstream_requests.labels(self.platform, self.target, endpoint, outcome).inc()
-            self._telemetry.upstream_latency.labels(self.platform, self.target, endpoint).observe(
-                time.monotonic() - started
-            )
+            self._telemetry.count_request(self.platform, self.target, endpoint, outcome, time.monotonic() - started)
         if response.status_code == 429:
             retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
             self.back_off(retry_after)
@@ -214,12 +220,13 @@ def decode_json(response: requests.Response) -> Any:
 
 def error_fields(body: str, codes: Sequence[str], messages: Sequence[str]) -> tuple[str, str]:
     """(code, message) of a JSON error body, read from the first of `codes` and of `messages` that it holds, at
-    the top level or inside an `error` object; each platform names the keys of its own shape. ("", start of
-    the body) when the body is not JSON."""
+    the top level or inside an `error` object; each platform names the keys of its own shape. ("", the body)
+    when the body is not JSON but a short text, such as a proxy's "Bad Gateway" (whole: never cut, see
+    ERROR_BODY_BYTES)."""
     try:
         document = json.loads(body)
     except ValueError:
-        return "", body[:120]
+        return "", body if len(body) <= _SHORT_TEXT else ""
     if not isinstance(document, dict):
         return "", ""
     error = document.get("error")
@@ -272,7 +279,9 @@ def _retry_after_seconds(value: str | None) -> float:
 
 
 def _text(response: requests.Response) -> str:
-    return response.content[:_SNIPPET].decode("utf-8", "replace").replace("\n", " ")
+    """The whole body of an answer, or nothing when it is longer than ERROR_BODY_BYTES."""
+    content = response.content
+    return content.decode("utf-8", "replace") if len(content) <= ERROR_BODY_BYTES else ""
 
 
 def _connection_message(exc: requests.ConnectionError) -> str:

@@ -100,6 +100,7 @@ class TargetRunner:
         out.add(SCRAPE_DURATION, time.monotonic() - started)
         out.add(JOBS_DISCOVERED, len(self.collector.known_jobs()))
         self._errors.finish()
+        self.collector.secrets.settle()  # what the collection logged is written: replaced session ids may go
         with self._lock:  # kept only for min_interval: otherwise it would sit in memory through the next collection
             self._last, self._last_finished = (out if self._min_interval > 0 else None), time.monotonic()
             self._in_flight = None

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import functools
 import platform as python_platform
+import threading
+from collections.abc import Collection
 from typing import Literal, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -23,9 +25,16 @@ LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class Telemetry:
-    """Self-metrics shared by every target's collector and HTTP client."""
+    """Self-metrics shared by every target's collector and HTTP client.
+
+    The per-target series are those of the targets in force (`serve`): a target a reload removed loses its
+    series then, and a collection of it still running adds none back.
+    """
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        self._lock = threading.Lock()
+        self._in_force: frozenset[tuple[str, str]] | None = None  # None: no configuration yet, every target counts
+        self._started: set[tuple[str, str]] = set()  # targets given series, in force or only built
         self.scrape_errors = Counter(
             "scrape_errors",
             "Upstream errors met while collecting, by classified reason.",
@@ -75,8 +84,35 @@ class Telemetry:
         self.config_reload_success.set(1)
         self.config_reload_timestamp.set_to_current_time()
 
+    def serve(self, targets: Collection[tuple[str, str]]) -> None:
+        """The (platform, target) pairs of the configuration going into force: every other target's series go
+        (those of a configuration that failed to build too)."""
+        per_target = (self.scrape_errors, self.upstream_requests, self.upstream_latency)
+        with self._lock:
+            self._in_force = frozenset(targets)
+            gone, self._started = self._started - self._in_force, set(self._in_force)
+            for platform, target in gone:
+                for metric in per_target:
+                    metric.remove_by_labels({"platform": platform, "target": target})
+
+    def count_error(self, platform: str, target: str, reason: Reason) -> None:
+        with self._lock:
+            if self._counts(platform, target):
+                self.scrape_errors.labels(platform, target, reason).inc()
+
+    def count_request(self, platform: str, target: str, endpoint: str, outcome: str, seconds: float) -> None:
+        with self._lock:
+            if self._counts(platform, target):
+                self.upstream_requests.labels(platform, target, endpoint, outcome).inc()
+                self.upstream_latency.labels(platform, target, endpoint).observe(seconds)
+
+    def _counts(self, platform: str, target: str) -> bool:
+        return self._in_force is None or (platform, target) in self._in_force
+
     def start_target(self, platform: str, target: str) -> None:
         """Create every reason's series at 0 so `increase()` sees the first error."""
+        with self._lock:
+            self._started.add((platform, target))
         for reason in ERROR_REASONS:
             self.scrape_errors.labels(platform, target, reason)
 

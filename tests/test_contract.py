@@ -125,15 +125,22 @@ def test_a_sink_slot_keeps_one_value_and_a_closed_sink_leaves_the_redactor() -> 
     redactor = logs.Redactor()
     first, second = redactor.sink(), redactor.sink()
     first.put("password", "first-password")
-    for renewal in range(100):
+    first.put("token", "token-number-0")
+    forms = redactor.forms()
+    for renewal in range(1, 100):
         first.put("token", f"token-number-{renewal}")
-    second.put("password", "pw-2")  # four characters: too short to mask without masking words
+    assert redactor.redact("token-number-98") == logs.MASK, "replaced, but masked until the collection ends"
+    first.settle()
+    assert redactor.forms() == forms, "a renewed token's encoded forms replace the last one's"
+    second.put("password", "pw-2")  # four characters: masked all the same
     assert redactor.values() == {"first-password", "token-number-99", "pw-2"}
     text = "a first-password, token-number-99, token-number-98 and pw-2"
-    assert redactor.redact(text) == f"a {logs.MASK}, {logs.MASK}, token-number-98 and pw-2"
+    assert redactor.redact(text) == f"a {logs.MASK}, {logs.MASK}, token-number-98 and {logs.MASK}"
     first.close()
     assert redactor.values() == {"pw-2"}
-    assert redactor.redact(text) == text
+    assert redactor.redact(text) == f"a first-password, token-number-99, token-number-98 and {logs.MASK}"
+    second.close()
+    assert redactor.forms() == 0 and redactor.redact(text) == text
 
 
 def test_the_longest_secret_is_masked_whole() -> None:

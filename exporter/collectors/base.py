@@ -69,7 +69,7 @@ class ErrorTracker:
 
     def record(self, exc: BaseException, subject: str, **context: str) -> Reason:
         reason = classify(exc)
-        self._telemetry.scrape_errors.labels(self._platform, self._target, reason).inc()
+        self._telemetry.count_error(self._platform, self._target, reason)
         fields: dict[str, object] = {
             "platform": self._platform,
             "target": self._target,
@@ -146,9 +146,12 @@ class Notices:
 
 
 class SecretSink(Protocol):
-    """Where a target hands the values to mask in logs: one value per slot, so a renewed token replaces the last."""
+    """Where a target hands the values to mask in logs: one value per slot, so a renewed token replaces the last
+    (the replaced ones stay masked until the collection that replaced them has ended: `settle`)."""
 
     def put(self, slot: str, value: str) -> None: ...
+
+    def settle(self) -> None: ...
 
     def close(self) -> None: ...
 

@@ -193,9 +193,13 @@ def _error(body: str) -> tuple[str, str]:
     return error_fields(body, ("error_code", "code", "message_id"), ("error_msg", "message"))
 
 
-def _described(exc: UpstreamError, code: str, message: str, reason: Reason | None = None) -> UpstreamError:
+def _described(
+    exc: UpstreamError, code: str, message: str, reason: Reason | None = None, *, login: bool = False
+) -> UpstreamError:
+    """The error with the vendor's code and message in its text. A login's keeps no body for the log: besides
+    the code and message it could only hold the request echoed back, password included."""
     text = " ".join(part for part in (str(exc), code, message) if part)
-    return UpstreamError(reason or exc.reason, text, status=exc.status, body=exc.body)
+    return UpstreamError(reason or exc.reason, text, status=exc.status, body="" if login else exc.body)
 
 
 # --- client ----------------------------------------------------------------------------------------------
@@ -316,10 +320,10 @@ class HuaweiClient:
             code, message = _error(exc.body)
             if code == "APIGW.0308":
                 self._upstream.back_off(THROTTLE_BACKOFF_SECONDS)
-                raise _described(exc, code, message, "rate_limited") from exc
+                raise _described(exc, code, message, "rate_limited", login=True) from exc
             if exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
-                raise _described(exc, code, message or "IAM refused the password login", "auth") from exc
-            raise
+                raise _described(exc, code, message or "IAM refused the password login", "auth", login=True) from exc
+            raise _described(exc, code, message, login=True) from exc
         value = response.headers.get("X-Subject-Token")
         if not value:
             raise UpstreamError("invalid_response", "IAM answer lacks the X-Subject-Token header")
@@ -359,6 +363,9 @@ class HuaweiClient:
             secret.get_secret_value(),
             datetime.fromtimestamp(self._clock(), UTC),
         )
+        # A signature is good for one request (for the gateway's 15 minutes), but it is a credential all the same:
+        # masked in the log; each one replaces the last, which stays masked until the collection ends.
+        self._secrets.put("signature", sent["Authorization"].rsplit("=", 1)[1])
         try:
             response = self._upstream.request(
                 method, url, endpoint=endpoint, deadline=deadline, headers=sent, data=body or None

@@ -258,11 +258,13 @@ class InformaticaClient:
                 )
             )
         except UpstreamError as exc:
+            # The login's body is not kept for the log: besides the code and message it could only hold the
+            # request echoed back, password included.
             if exc.reason in ("auth", "http_status") and exc.status is not None:
                 code, message = error_fields(exc.body, ("code",), ("message", "description"))
                 detail = f"{code} {message}".strip() or "no details"
                 raise UpstreamError("auth", f"login refused: {detail}", status=exc.status) from exc
-            raise
+            raise UpstreamError(exc.reason, str(exc), status=exc.status) from exc
         session_id, server_url = _session_fields(document, settings.login_api)
         self._secrets.put("session", session_id)
         return LoginSession(
