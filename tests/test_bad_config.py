@@ -34,7 +34,7 @@ from exporter import webconfig
 from exporter.config_files import MAX_DEPTH, MAX_SECRET_BYTES
 from exporter.config_problems import MAX_LINE, MAX_PROBLEMS
 from exporter.reload import Reloader
-from exporter.settings import ConfigError, load_settings
+from exporter.settings import ConfigError, RootSettings, load_settings
 from exporter.webconfig import WebConfigHolder, load_web_config, protect
 from tests.helpers import MODEL, make_app, make_settings
 from tests.test_reload import InProcess
@@ -540,6 +540,18 @@ def test_a_refused_reload_keeps_the_running_configuration_and_sets_the_gauge_to_
     assert reloading.gauge() == 0
     assert reloading.app.runners is before and reloading.holder.current is web_before
     assert reloading.reload()[0].startswith("500"), "the old password still opens /-/reload"
+
+
+def test_an_unexpected_failure_while_reading_is_a_refused_reload_that_quotes_nothing(tmp_path: Path) -> None:
+    reloading = Reloading(tmp_path)
+
+    def broken() -> RootSettings:
+        raise RuntimeError(f"a library complaint quoting {SECRET}")
+
+    reloading.app.reload = Reloader(reloading.inprocess.exporter, broken, close_after=0.0)
+    status, body = reloading.reload()
+    assert status.startswith("500") and body.splitlines()[1:] == ["the configuration could not be read (RuntimeError)"]
+    assert reloading.gauge() == 0 and reloading.targets() == ["es"]
 
 
 # --- arbitrary input ------------------------------------------------------------------------------------------
