@@ -38,7 +38,7 @@ from exporter.settings import ConfigError, RootSettings, load_settings
 from exporter.webconfig import WebConfigHolder, load_web_config, protect
 from tests.helpers import MODEL, make_app, make_settings
 from tests.test_reload import InProcess
-from tests.test_webconfig import Served
+from tests.test_webconfig import Served, bcrypt_hash
 
 pytestmark = pytest.mark.timeout(60)
 SECRET = 'Pa"ss\\wörd-9f'
@@ -55,10 +55,6 @@ def siren(**overrides: Any) -> dict[str, Any]:
 def dump(path: Path, document: Any) -> Path:
     path.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
     return path
-
-
-def bcrypt_hash(password: str, cost: int = 4) -> str:
-    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(cost)).decode()
 
 
 def problems_of(path: Path) -> list[str]:
