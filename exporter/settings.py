@@ -179,25 +179,26 @@ def _read_secret(target: str, field: str, path: Path | None) -> str | None:
     """The secret from the environment variable when it is set, else from `<field>_file`: the environment
     overrides the file here as it does for every other setting.
 
-    A secret is one line of text: control characters inside it (a second line, a NUL) are refused, as they would
-    otherwise end up in an HTTP header, where the client library's complaint quotes the value.
+    A secret is one line of text, from either source: surrounding whitespace (a file's final newline) is dropped,
+    and a control character inside it (a second line, a NUL) is refused, as it would otherwise end up in an HTTP
+    header, where the client library's complaint quotes the value.
     """
-    from_environment = os.environ.get(secret_env_name(target, field))
+    env = secret_env_name(target, field)
+    from_environment = os.environ.get(env, "").strip()
     if from_environment:
-        return from_environment
-    if path is None:
+        text, source = from_environment, f"{field}: the environment variable {env}"
+    elif path is None:
         return None
-    try:
-        text = read_text(Path(path), MAX_SECRET_BYTES).strip()
-    except UnreadableError as exc:
-        raise PydanticCustomError("secret_file", "{field}_file: {why}", {"field": field, "why": str(exc)}) from None
-    if not text:
-        raise PydanticCustomError("secret_file", "{field}_file: {path} is empty", {"field": field, "path": str(path)})
+    else:
+        try:
+            text, source = read_text(Path(path), MAX_SECRET_BYTES).strip(), f"{field}_file: {path}"
+        except UnreadableError as exc:
+            raise PydanticCustomError("secret_file", "{field}_file: {why}", {"field": field, "why": str(exc)}) from None
+        if not text:
+            raise PydanticCustomError("secret_file", "{source} is empty", {"source": source})
     if not text.isprintable():
         raise PydanticCustomError(
-            "secret_file",
-            "{field}_file: {path} holds a control character; a secret is one line of text",
-            {"field": field, "path": str(path)},
+            "secret_file", "{source} holds a control character; a secret is one line of text", {"source": source}
         )
     return text
 
