@@ -219,6 +219,19 @@ def test_a_secret_file_that_is_not_one_line_of_text_is_refused_at_once_naming_it
     assert len(lines) == 1 and lines[0].startswith("targets[0]: password_file: ") and why in lines[0], lines
 
 
+def test_a_secret_from_the_environment_is_one_line_of_text_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = dump(tmp_path / "config.yml", {"targets": [siren(auth="basic", username="u")]})
+    monkeypatch.setenv("INGESTION_EXPORTER_ES_PASSWORD", f"{SECRET}\n")  # as `kubectl create secret` often leaves it
+    assert load_settings(MODEL, config).all_targets()[0].secret_items() == [("password", SECRET)]
+    monkeypatch.setenv("INGESTION_EXPORTER_ES_PASSWORD", f"{SECRET}\r\nX-Injected: 1")
+    lines = problems_of(config)
+    assert lines == [
+        "targets[0]: password: the environment variable INGESTION_EXPORTER_ES_PASSWORD holds a control character; "
+        "a secret is one line of text"
+    ]
+    assert_clean(lines)
+
+
 # --- numbers, patterns, keys, sources ---------------------------------------------------------------------------
 
 
@@ -395,9 +408,11 @@ def guarded_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     """The real server on 127.0.0.1 with basic auth: one user at cost 4, one at cost 6."""
     monkeypatch.setenv("INGESTION_EXPORTER_ES_PASSWORD", "unused")
     path = dump(tmp_path / "web.yml", {"basic_auth_users": {USER: GOOD_HASH, "admin": bcrypt_hash("other", 6)}})
-    server = Served(make_app(make_settings([siren()])), WebConfigHolder(load_web_config(path)))
+    app = make_app(make_settings([siren()]))
+    server = Served(app, WebConfigHolder(load_web_config(path)))
     yield server
     server.stop()
+    app.runners.close()
 
 
 def test_unknown_and_known_users_with_long_passwords_get_401_without_a_traceback(
@@ -498,6 +513,14 @@ class Reloading:
         return sorted(self.app.runners.by_name)
 
 
+@pytest.fixture
+def reloading(tmp_path: Path) -> Iterator[Reloading]:
+    """A Reloading whose collectors in force are closed after the test (those a reload replaced close at once)."""
+    wired = Reloading(tmp_path)
+    yield wired
+    wired.app.runners.close()
+
+
 @pytest.mark.parametrize(
     ("file", "content", "expected"),
     [
@@ -519,9 +542,8 @@ class Reloading:
     ],
 )
 def test_a_refused_reload_keeps_the_running_configuration_and_sets_the_gauge_to_0(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, file: str, content: bytes, expected: str
+    reloading: Reloading, file: str, content: bytes, expected: str
 ) -> None:
-    reloading = Reloading(tmp_path)
     assert reloading.reload()[0].startswith("200") and reloading.gauge() == 1
     before, web_before = reloading.app.runners, reloading.holder.current
     getattr(reloading, file).write_bytes(content)
@@ -537,8 +559,7 @@ def test_a_refused_reload_keeps_the_running_configuration_and_sets_the_gauge_to_
     assert reloading.reload()[0].startswith("500"), "the old password still opens /-/reload"
 
 
-def test_an_unexpected_failure_while_reading_is_a_refused_reload_that_quotes_nothing(tmp_path: Path) -> None:
-    reloading = Reloading(tmp_path)
+def test_an_unexpected_failure_while_reading_is_a_refused_reload_that_quotes_nothing(reloading: Reloading) -> None:
 
     def broken() -> RootSettings:
         raise RuntimeError(f"a library complaint quoting {SECRET}")
