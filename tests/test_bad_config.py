@@ -303,6 +303,21 @@ def test_errors_from_the_environment_read_as_those_from_the_file(
     assert not any(".siren" in line or "discriminator" in line for line in from_environment)
 
 
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("not-json", "not valid JSON (Expecting value: line 1 column 1 (char 0))"),
+        ("[" * 50_000 + "]" * 50_000, "not valid JSON (nested too deeply)"),
+        ('[{"name": "es"', "not valid JSON (Expecting ',' delimiter: line 1 column 15 (char 14))"),
+    ],
+)
+def test_json_in_the_environment_that_does_not_parse_names_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str, why: str
+) -> None:
+    monkeypatch.setenv("INGESTION_EXPORTER_TARGETS", value)
+    assert problems_of(dump(tmp_path / "config.yml", {})) == [f"INGESTION_EXPORTER_TARGETS: {why}"]
+
+
 def test_a_flood_of_problems_is_cut_and_every_line_is_bounded(tmp_path: Path) -> None:
     long_key = "k" * 5000
     lines = problems_of(dump(tmp_path / "config.yml", {"targets": [siren(jobs=[{"x": 1}] * 100, **{long_key: 1})]}))
