@@ -47,9 +47,9 @@ class Reloader:
                 settings = self._load()
                 web = self._load_web() if self._load_web is not None else None
             except ConfigError as exc:
-                self._telemetry.config_reload_success.set(0)
-                log.error("reload refused; the running configuration stays in force", problems=exc.lines)
-                return False, "reload refused; the running configuration stays in force:\n" + "\n".join(exc.lines)
+                return self._refuse(exc.lines)
+            except Exception as exc:  # noqa: BLE001 - never a traceback; its text may quote the file, so not shown
+                return self._refuse([f"the configuration could not be read ({type(exc).__name__})"])
             try:
                 new = self._exporter.build(settings)  # each new target's secrets reach redaction first thing
             except Exception as exc:  # noqa: BLE001 - a reload must never take the running exporter down
@@ -68,6 +68,11 @@ class Reloader:
             self._telemetry.config_reload_timestamp.set_to_current_time()
             log.info("configuration reloaded", targets=sorted(new.by_name))
             return True, f"configuration reloaded: {len(new.by_name)} targets"
+
+    def _refuse(self, problems: list[str]) -> tuple[bool, str]:
+        self._telemetry.config_reload_success.set(0)
+        log.error("reload refused; the running configuration stays in force", problems=problems)
+        return False, "reload refused; the running configuration stays in force:\n" + "\n".join(problems)
 
     def _retire(self, old: Runners) -> None:
         """Close the old collectors after the longest budget, so a collection in flight finishes first."""

@@ -2,7 +2,8 @@
 
 Each platform declares its target model (a subclass of `TargetSettings`) next to its collector; the root
 model is assembled from those, so adding a platform never touches this module. Secrets are accepted only
-from `<field>_file` paths or the environment, never inline, and are held as `SecretStr`.
+from `<field>_file` paths or the environment, never inline, and are held as `SecretStr`. Numbers are finite
+(no `.inf` or `.nan` anywhere) and durations have floors and ceilings, so no setting means "forever".
 """
 
 from __future__ import annotations
@@ -12,12 +13,11 @@ import operator
 import os
 import re
 from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, get_args, get_origin
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -29,9 +29,13 @@ from pydantic import (
     create_model,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
+from exporter.config_files import MAX_SECRET_BYTES, UnreadableError, read_text, read_yaml_mapping
+from exporter.config_problems import ConfigError as ConfigError
+from exporter.config_problems import problem_lines
 from exporter.sharding import Shard
 
 ENV_PREFIX = "INGESTION_EXPORTER_"
@@ -56,7 +60,7 @@ HttpURL = Annotated[str, AfterValidator(_http_url)]
 class StrictModel(BaseModel):
     """Unknown keys are typos: refuse them so a misspelt option never silently does nothing."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class TLSSettings(StrictModel):
@@ -76,25 +80,35 @@ class TLSSettings(StrictModel):
         return self
 
 
+MIN_TIMEOUT_SECONDS = 0.01
+"""Below this, a timeout or budget fails every call: a typo (1e-300), not a setting."""
+
+
 class TimeoutSettings(StrictModel):
-    connect_seconds: float = Field(3.0, gt=0, le=60)
-    read_seconds: float = Field(10.0, gt=0, le=300)
+    connect_seconds: float = Field(3.0, ge=MIN_TIMEOUT_SECONDS, le=60)
+    read_seconds: float = Field(10.0, ge=MIN_TIMEOUT_SECONDS, le=300)
+
+
+def _regex(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        why = {"pattern": repr(pattern), "why": str(exc)}
+        raise PydanticCustomError("regex", "bad pattern {pattern}: {why}", why) from None
+    return pattern
+
+
+Regex = Annotated[str, AfterValidator(_regex)]
+"""A regular expression, refused at load (naming the list item) when it does not compile."""
 
 
 class DiscoverySettings(StrictModel):
     enabled: bool = False
-    interval_seconds: float = Field(300.0, ge=10, description="How long a discovered job list is reused.")
-    include: list[str] = Field(default_factory=list, description="Regular expressions; a job must match one.")
-    exclude: list[str] = Field(default_factory=list, description="Regular expressions; a match drops the job.")
-
-    @model_validator(mode="after")
-    def _patterns_compile(self) -> DiscoverySettings:
-        for pattern in (*self.include, *self.exclude):
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise PydanticCustomError("regex", "bad pattern {p!r}: {e}", {"p": pattern, "e": str(exc)}) from exc
-        return self
+    interval_seconds: float = Field(
+        300.0, ge=10, le=86400, description="How long a discovered job list is reused (at most a day)."
+    )
+    include: list[Regex] = Field(default_factory=list, description="Regular expressions; a job must match one.")
+    exclude: list[Regex] = Field(default_factory=list, description="Regular expressions; a match drops the job.")
 
     def wants(self, name: str) -> bool:
         if self.include and not any(re.search(p, name) for p in self.include):
@@ -114,7 +128,9 @@ class TargetSettings(StrictModel):
     tls: TLSSettings = Field(default_factory=TLSSettings)
     proxy_url: HttpURL | None = Field(None, description="HTTP(S) proxy for this target's upstream calls.")
     max_concurrency: int = Field(4, ge=1, le=64, description="Upstream calls in flight at once.")
-    budget_seconds: float | None = Field(None, gt=0, description="Per-target collection budget.")
+    budget_seconds: float | None = Field(
+        None, ge=MIN_TIMEOUT_SECONDS, le=300, description="Per-target collection budget."
+    )
     discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
 
     _secrets: dict[str, SecretStr] = PrivateAttr(default_factory=dict)
@@ -161,36 +177,46 @@ def secret_env_name(target: str, field: str) -> str:
 
 def _read_secret(target: str, field: str, path: Path | None) -> str | None:
     """The secret from the environment variable when it is set, else from `<field>_file`: the environment
-    overrides the file here as it does for every other setting."""
-    from_environment = os.environ.get(secret_env_name(target, field))
+    overrides the file here as it does for every other setting.
+
+    A secret is one line of text, from either source: surrounding whitespace (a file's final newline) is dropped,
+    and a control character inside it (a second line, a NUL) is refused, as it would otherwise end up in an HTTP
+    header, where the client library's complaint quotes the value.
+    """
+    env = secret_env_name(target, field)
+    from_environment = os.environ.get(env, "").strip()
     if from_environment:
-        return from_environment
-    if path is None:
+        text, source = from_environment, f"{field}: the environment variable {env}"
+    elif path is None:
         return None
-    try:
-        text = Path(path).read_text(encoding="utf-8").strip()
-    except OSError as exc:
+    else:
+        try:
+            text, source = read_text(Path(path), MAX_SECRET_BYTES).strip(), f"{field}_file: {path}"
+        except UnreadableError as exc:
+            raise PydanticCustomError("secret_file", "{field}_file: {why}", {"field": field, "why": str(exc)}) from None
+        if not text:
+            raise PydanticCustomError("secret_file", "{source} is empty", {"source": source})
+    if not text.isprintable():
         raise PydanticCustomError(
-            "secret_file",
-            "{field}_file: cannot read {path}: {why}",
-            {"field": field, "path": str(path), "why": exc.strerror or type(exc).__name__},
-        ) from exc
-    if not text:
-        raise PydanticCustomError("secret_file", "{field}_file: {path} is empty", {"field": field, "path": str(path)})
+            "secret_file", "{source} holds a control character; a secret is one line of text", {"source": source}
+        )
     return text
 
 
 class RootSettings(BaseSettings):
     """Top-level options; `targets` is added per platform set by `settings_model()`."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True, allow_inf_nan=False)
     target_models: ClassVar[tuple[type[TargetSettings], ...]] = ()
 
     scrape_budget_seconds: float = Field(
-        8.0, gt=0, le=300, description="Collection budget per scrape; keep below Prometheus' scrape_timeout."
+        8.0,
+        ge=MIN_TIMEOUT_SECONDS,
+        le=300,
+        description="Collection budget per scrape; keep below Prometheus' scrape_timeout.",
     )
     min_interval_seconds: float = Field(
-        0.0, ge=0, description="Scrapes sooner than this after the last collection get its result."
+        0.0, ge=0, le=3600, description="Scrapes sooner than this after the last collection get its result."
     )
     state_series: Literal["full", "sparse"] = Field(
         "full", description="`full`: every state of the fixed set as 0/1; `sparse`: only the current state's series."
@@ -208,7 +234,7 @@ class RootSettings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The YAML document arrives as init kwargs; the environment overrides it.
-        return env_settings, init_settings
+        return _Environment(settings_cls), init_settings
 
     def all_targets(self) -> Sequence[TargetSettings]:
         targets: Sequence[TargetSettings] = getattr(self, "targets", ())
@@ -262,49 +288,28 @@ def platform_of(model: type[TargetSettings]) -> str | None:
     return get_args(annotation)[0] if get_origin(annotation) is Literal else None
 
 
-class ConfigError(Exception):
-    """A configuration that cannot be used; its lines name the field and the reason."""
-
-    def __init__(self, lines: list[str]) -> None:
-        super().__init__("\n".join(lines))
-        self.lines = lines
-
-
-def read_yaml_mapping(path: Path, flag: str) -> dict[str, Any]:
-    """A YAML file holding a mapping, or a ConfigError naming the flag that gave the file."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise ConfigError([f"{flag}: cannot read {path}: {exc.strerror}"]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"{flag}: {path} is not valid YAML: {exc}".replace("\n", " ")]) from None
-    if not isinstance(data, dict):
-        raise ConfigError([f"{flag}: {path} must hold a mapping at the top level"])
-    return data
-
-
 def load_settings(model: type[RootSettings], path: Path | None) -> RootSettings:
     """Read, validate and return the settings, or raise ConfigError with one line per problem."""
     data: dict[str, Any] = {} if path is None else read_yaml_mapping(path, "config.file")
+    odd = [key for key in data if not isinstance(key, str)]
+    if odd:
+        raise ConfigError([f"config.file: a top-level key is not a name: {key!r}" for key in odd])
     try:
         return model(**data)
     except ValidationError as exc:
-        platforms = {platform_of(model) for model in model.target_models}
-        raise ConfigError([_describe(err, platforms) for err in exc.errors(include_url=False)]) from None
+        raise ConfigError(problem_lines(exc, model)) from None
 
 
-def _describe(error: Any, platforms: Collection[str | None]) -> str:
-    """One line: the field path as written in YAML, without the platform tag pydantic puts after a target's index
-    (`targets[0].siren.jobs` is `targets[0].jobs`), and pydantic's reason."""
-    loc = list(error["loc"])
-    if len(loc) > 2 and loc[0] == "targets" and isinstance(loc[1], int) and loc[2] in platforms:
-        del loc[2]
-    where = "".join(
-        f"[{item}]" if isinstance(item, int) else f"{'.' if index else ''}{item}" for index, item in enumerate(loc)
-    )
-    if error["type"] == "union_tag_invalid":
-        return f"{where}.platform: {error['msg']}"
-    return f"{where}: {error['msg']}" if where else str(error["msg"])
+class _Environment(EnvSettingsSource):
+    """The `INGESTION_EXPORTER_*` variables; one holding JSON (`..._TARGETS`) that does not parse is one line
+    naming the variable, not pydantic-settings' exception."""
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
+        try:
+            return super().decode_complex_value(field_name, field, value)
+        except (ValueError, RecursionError) as exc:
+            why = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
+            raise ConfigError([f"{ENV_PREFIX}{field_name.upper()}: not valid JSON ({why})"]) from None
 
 
 def masked(settings: RootSettings) -> dict[str, Any]:

@@ -88,7 +88,7 @@ def test_error_paths_are_the_same_for_every_platform_and_source(
     monkeypatch.setenv("INGESTION_EXPORTER_TARGETS", json.dumps([siren]))
     assert errors_of(tmp_path, {}) == expected
     monkeypatch.setenv("INGESTION_EXPORTER_TARGETS", json.dumps([{**siren, "jobs": ["a"], "job_typ": "x"}]))
-    assert errors_of(tmp_path, {}) == ["targets[0].job_typ: Extra inputs are not permitted"]
+    assert errors_of(tmp_path, {}) == ["targets[0].job_typ: unknown key; did you mean job_type?"]
 
 
 def test_inline_secret_refused(tmp_path: Path) -> None:
@@ -124,7 +124,7 @@ def test_unreadable_secret_file(tmp_path: Path) -> None:
         ({"max_concurrency": 0}, "targets[0].max_concurrency: Input should be greater than or equal to 1"),
         ({"timeouts": {"read_seconds": "soon"}}, "targets[0].timeouts.read_seconds: Input should be a valid number"),
         ({"tls": {"ca_file": "/no/such/ca.pem"}}, "targets[0].tls: ca_file: no such file: /no/such/ca.pem"),
-        ({"colour": "blue"}, "targets[0].colour: Extra inputs are not permitted"),
+        ({"colour": "blue"}, "targets[0].colour: unknown key"),
         ({"dataflows": []}, "targets[0]: Value error, dataflows: list at least one dataflow id, or enable discovery"),
         ({"name": "has space"}, "targets[0].name: String should match pattern"),
     ],

@@ -108,8 +108,8 @@ class CA:
         )
 
 
-def bcrypt_hash(password: str) -> str:
-    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(4)).decode()
+def bcrypt_hash(password: str, cost: int = 4) -> str:
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(cost)).decode()
 
 
 class Served:

@@ -55,6 +55,7 @@ import binascii
 import math
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,8 +137,8 @@ class SirenTarget(TargetSettings):
     @field_validator("jobs")
     @classmethod
     def _unique_jobs(cls, value: list[SirenJobRef | str]) -> list[SirenJobRef | str]:
-        ids = [j if isinstance(j, str) else j.id for j in value]
-        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        counts = Counter(j if isinstance(j, str) else j.id for j in value)
+        duplicates = sorted(i for i, count in counts.items() if count > 1)
         if duplicates:
             raise ValueError(f"duplicate job ids {duplicates}")
         return value
