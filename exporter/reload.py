@@ -62,7 +62,6 @@ class Reloader:
             if web is not None and self._web is not None:
                 self._web.current = web
             old = self._exporter.app.swap(new)
-            self._forget_removed_targets(old, new)
             self._retire(old)
             self._telemetry.config_reload_success.set(1)
             self._telemetry.config_reload_timestamp.set_to_current_time()
@@ -85,11 +84,3 @@ class Reloader:
             old.close()
 
         threading.Thread(target=close, name="retire-collectors", daemon=True).start()
-
-    def _forget_removed_targets(self, old: Runners, new: Runners) -> None:
-        """A target that left the configuration leaves the exporter's own metrics too."""
-        for name in set(old.by_name) - set(new.by_name):
-            labels = {"target": name, "platform": old.by_name[name].platform}
-            self._telemetry.scrape_errors.remove_by_labels(labels)
-            self._telemetry.upstream_requests.remove_by_labels(labels)
-            self._telemetry.upstream_latency.remove_by_labels(labels)
