@@ -126,7 +126,6 @@ class _Connection(HTTPConnection):
         self.handshaking = web.ssl_context is not None
         self.deadline: float | None = time.monotonic() + server.limits.header_timeout
         self.idle_since = time.monotonic()
-        self.received_at = 0.0
         self.searched = 0
         self.too_large = False
 
@@ -169,7 +168,6 @@ class _Connection(HTTPConnection):
 
     def _ready(self) -> bool:
         self.socket.settimeout(self.server.timeout)
-        self.received_at = time.monotonic()
         return True
 
     def _shake_hands(self) -> bool:
@@ -258,7 +256,6 @@ class _Connections:
         if conn.rfile.buffer:
             conn.deadline = time.monotonic() + self.server.limits.header_timeout
             if conn.head_complete():
-                conn.received_at = time.monotonic()
                 self.server.process_conn(conn)
                 return
         self._watch(conn)
@@ -338,18 +335,6 @@ class _Connections:
             conn.close()
 
 
-class _Gateway(wsgi.Gateway_10):
-    """WSGI 1.0, plus when the request head was complete (a scrape may share a collection begun after it)."""
-
-    def get_environ(self) -> dict[str, Any]:  # type: ignore[override]  # the stub says None; it is the environ
-        environ: dict[str, Any] = super().get_environ()  # type: ignore[no-untyped-call]
-        environ[RECEIVED_AT] = self.req.conn.received_at
-        return environ
-
-
-RECEIVED_AT = "ingestion_exporter.received_at"
-
-
 class ExporterServer(wsgi.Server):
     """cheroot's WSGI server with the connection loop above; `serve()` binds it, `serve_forever()` runs it."""
 
@@ -372,7 +357,6 @@ class ExporterServer(wsgi.Server):
             timeout=limits.header_timeout,  # type: ignore[arg-type]  # any number of seconds, as socket.settimeout
             shutdown_timeout=1,
         )
-        self.gateway = _Gateway
         self.holder = holder
         self.limits = limits
         self.max_request_header_size = MAX_HEAD_BYTES

@@ -2,9 +2,9 @@
 
 A scrape waits for each target at most its budget. Concurrent scrapes of a target join the collection in
 flight instead of starting another, and with `min_interval_seconds` a recent result is served again, so
-an HA pair of Prometheus servers costs the upstream one collection. A scrape that was received before the
-last collection began (it waited for a worker while that collection ran) takes its result: data begun after
-the request is as fresh as it asked for, and a burst of scrapes costs at most two collections.
+an HA pair of Prometheus servers costs the upstream one collection. The app asks for a result up to a second
+old to be served again while other scrapes are being answered (`reuse_within`): scrapes of a burst arrive
+over longer than a fast collection takes, and would otherwise start one collection after another.
 """
 
 from __future__ import annotations
@@ -58,7 +58,6 @@ class TargetRunner:
         self._lock = threading.Lock()
         self._in_flight: Future[Output] | None = None
         self._last: Output | None = None
-        self._last_began = 0.0
         self._last_finished = 0.0
 
     def collect(self, budget_seconds: float | None = None) -> Output:
@@ -66,24 +65,20 @@ class TargetRunner:
         return self.finish(self.begin(budget_seconds))
 
     def begin(
-        self, budget_seconds: float | None = None, received_at: float | None = None, cut: Future[None] | None = None
+        self, budget_seconds: float | None = None, reuse_within: float = 0.0, cut: Future[None] | None = None
     ) -> Begun:
-        """Start a collection unless one is in flight, recent enough, or begun after the scrape was received
-        (`received_at`, monotonic); never blocks on an upstream. A done `cut` ends the wait for it."""
+        """Start a collection unless one is in flight or one finished within `reuse_within` seconds (or
+        min_interval_seconds, when longer); never blocks on an upstream. A done `cut` ends the wait for it."""
         budget = min(self.budget_seconds, budget_seconds or self.budget_seconds)
         now = time.monotonic()
         until = now + budget + GRACE_SECONDS
         with self._lock:
-            if self._last is not None and (
-                now - self._last_finished < self._min_interval
-                or (received_at is not None and self._last_began >= received_at)
-            ):
+            if self._last is not None and now - self._last_finished < max(self._min_interval, reuse_within):
                 recent: Future[Output] = Future()
                 recent.set_result(self._last)
                 return Begun(recent, budget, until, cut)
             if self._in_flight is None:
                 self._last = None  # not kept alive while the next one is collected
-                self._last_began = now
                 self._in_flight = Future()
                 threading.Thread(
                     target=self._run, args=(self._in_flight, budget), name=f"collect-{self.name}", daemon=True
@@ -166,10 +161,10 @@ class Runners:
         self,
         runners: Sequence[TargetRunner],
         budget_seconds: float | None = None,
-        received_at: float | None = None,
+        reuse_within: float = 0.0,
         cut: Future[None] | None = None,
     ) -> Collection:
-        return Collection([(runner, runner.begin(budget_seconds, received_at, cut)) for runner in runners])
+        return Collection([(runner, runner.begin(budget_seconds, reuse_within, cut)) for runner in runners])
 
     def close(self) -> None:
         for runner in self.by_name.values():

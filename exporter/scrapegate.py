@@ -1,7 +1,9 @@
 """How many scrapes run at once (`--web.max-requests`), and how they end when the exporter stops.
 
 Past the limit a scrape is refused at once with a 503 instead of queueing behind the others, as node_exporter
-does: Prometheus retries at the next interval, and an exporter under a burst keeps answering its probes. On
+does: Prometheus retries at the next interval, and an exporter under a burst keeps answering its probes. While
+other scrapes are being answered, a result up to `BURST_REUSE_SECONDS` old is served again, so a burst costs the
+upstream one or two collections however its scrapes are spread; a lone scrape always gets a fresh one. On
 SIGTERM new scrapes are refused, the ones in flight get a grace to finish, and past it their waits end with
 what has been collected so far, so every scrape in flight is answered before the process exits.
 """
@@ -13,6 +15,7 @@ from concurrent.futures import Future
 
 DEFAULT_MAX_REQUESTS = 40
 SHUTDOWN_GRACE_SECONDS = 3.0
+BURST_REUSE_SECONDS = 1.0  # while other scrapes are answered, a result this recent is served again
 ANSWER_SECONDS = 1.0  # after the grace, how long a cut scrape may take to render and send its answer
 
 
@@ -26,6 +29,11 @@ class ScrapeGate:
         self._running = 0
         self._closed = False
         self._changed = threading.Condition()
+
+    @property
+    def running(self) -> int:
+        """Scrapes admitted and not yet answered."""
+        return self._running
 
     @property
     def closed(self) -> bool:

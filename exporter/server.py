@@ -19,9 +19,9 @@ from prometheus_client import CollectorRegistry
 
 from exporter import __version__
 from exporter.exposition import Exposition, Format, negotiate
-from exporter.httpserver import RECEIVED_AT, ExporterServer, ServerLimits
+from exporter.httpserver import ExporterServer, ServerLimits
 from exporter.scrape import Runners, TargetRunner
-from exporter.scrapegate import ScrapeGate
+from exporter.scrapegate import BURST_REUSE_SECONDS, ScrapeGate
 from exporter.webconfig import WebConfigHolder, protect
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
@@ -124,7 +124,8 @@ class ExporterApp:
         with_self: bool,
     ) -> list[bytes]:
         budget = _scrape_budget(environ.get("HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS"))
-        collection = runners.begin(selected, budget, environ.get(RECEIVED_AT), self.scrapes.cut)
+        reuse = BURST_REUSE_SECONDS if self.scrapes.running > 1 else 0.0  # other scrapes at once: a burst
+        collection = runners.begin(selected, budget, reuse, self.scrapes.cut)
         if collection.in_flight:
             self.exposition.release()
         chunks = self.exposition.chunks(collection.outputs(), fmt, self.self_registry if with_self else None)
