@@ -37,7 +37,8 @@ SPARE_WORKERS = 8
 UNLIMITED_SCRAPE_WORKERS = 64
 KEEP_ALIVE_LIMIT = 1024
 ACCEPTS_PER_WAKE = 64
-RECEARCH_OVERLAP = 3  # the end of a head ("\r\n\r\n") may straddle two reads
+ACCEPT_PAUSE_SECONDS = 0.25
+SEARCH_OVERLAP = 3  # the end of a head ("\r\n\r\n") may straddle two reads
 _TLS_RECORD_HANDSHAKE = 0x16
 _READ_BYTES = 16 * 1024
 _LISTENER = object()
@@ -137,7 +138,7 @@ class _Connection(HTTPConnection):
     def head_complete(self) -> bool:
         """Whether the buffered bytes hold a whole request head (or too many bytes to be one)."""
         buffer = self.rfile.buffer
-        start = max(0, self.searched - RECEARCH_OVERLAP)
+        start = max(0, self.searched - SEARCH_OVERLAP)
         self.searched = len(buffer)
         if buffer.find(b"\r\n\r\n", start) >= 0 or buffer.find(b"\n\n", start) >= 0:
             return True
@@ -239,6 +240,7 @@ class _Connections:
         self._stop = threading.Event()
         self._stopped = threading.Event()
         self._stopped.set()
+        self._accepting_again: float | None = None
         server.socket.setblocking(False)
         self._selector.register(server.socket, selectors.EVENT_READ, _LISTENER)
 
@@ -261,8 +263,11 @@ class _Connections:
         self._watch(conn)
 
     def _watch(self, conn: _Connection) -> None:
-        with self._lock:
-            self._selector.register(conn.socket.fileno(), selectors.EVENT_READ, conn)
+        try:
+            with self._lock:
+                self._selector.register(conn.socket.fileno(), selectors.EVENT_READ, conn)
+        except (OSError, ValueError, RuntimeError):  # the server is stopping and its selector is closed
+            conn.close()
 
     def _unwatch(self, conn: _Connection) -> None:
         with self._lock, contextlib.suppress(KeyError, ValueError):
@@ -276,8 +281,13 @@ class _Connections:
                     if key.data is _LISTENER:
                         self._accept()
                     else:
-                        self._read(key.data)
-                self._expire(time.monotonic())
+                        self._step(key.data, watched=True)
+                now = time.monotonic()
+                if self._accepting_again is not None and now >= self._accepting_again:
+                    self._accepting_again = None
+                    with self._lock:
+                        self._selector.register(self.server.socket, selectors.EVENT_READ, _LISTENER)
+                self._expire(now)
         finally:
             self._stopped.set()
 
@@ -287,15 +297,15 @@ class _Connections:
                 sock, address = self.server.socket.accept()
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                 return
-            except OSError as exc:  # out of file descriptors: the backlog waits for a close
-                log.warning("cannot accept a connection", error=str(exc))
+            except OSError as exc:  # out of file descriptors: pause, or the loop would spin on the listener
+                log.warning("cannot accept a connection; pausing", error=str(exc), seconds=ACCEPT_PAUSE_SECONDS)
+                with self._lock:
+                    self._selector.unregister(self.server.socket)
+                self._accepting_again = time.monotonic() + ACCEPT_PAUSE_SECONDS
                 return
             conn = _Connection(self.server, sock, self.server.holder.current)
             conn.remote_addr, conn.remote_port = address[0], address[1]
             self._step(conn, watched=False)
-
-    def _read(self, conn: _Connection) -> None:
-        self._step(conn, watched=True)
 
     def _step(self, conn: _Connection, watched: bool) -> None:
         outcome = conn.advance()
