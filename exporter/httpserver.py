@@ -26,6 +26,7 @@ import structlog
 from cheroot import wsgi
 from cheroot.makefile import MakeFile
 from cheroot.server import HTTPConnection, HTTPRequest
+from cheroot.workers import threadpool
 
 from exporter.webconfig import WebConfig, WebConfigHolder
 
@@ -345,6 +346,18 @@ class _Connections:
             conn.close()
 
 
+class _DaemonWorkers(threadpool.ThreadPool):
+    """cheroot's pool with daemon threads: a worker stuck writing to a client that stopped reading never holds
+    the process past its exit (the scrapes in flight have been answered by then, see exporter.scrapegate)."""
+
+    def _spawn_worker(self) -> threadpool.WorkerThread:
+        worker = threadpool.WorkerThread(self.server)  # type: ignore[no-untyped-call]  # cheroot's stubs are untyped
+        worker.name = f"http-{worker.name}"
+        worker.daemon = True
+        worker.start()
+        return worker
+
+
 class ExporterServer(wsgi.Server):
     """cheroot's WSGI server with the connection loop above; `serve()` binds it, `serve_forever()` runs it."""
 
@@ -367,6 +380,7 @@ class ExporterServer(wsgi.Server):
             timeout=limits.header_timeout,  # type: ignore[arg-type]  # any number of seconds, as socket.settimeout
             shutdown_timeout=1,
         )
+        self.requests = _DaemonWorkers(self, min=limits.workers, max=limits.workers)
         self.holder = holder
         self.limits = limits
         self.max_request_header_size = MAX_HEAD_BYTES
