@@ -22,12 +22,13 @@ from prometheus_client import disable_created_metrics
 from exporter import __version__, app, logs
 from exporter.httpserver import ServerLimits
 from exporter.reload import Reloader
-from exporter.scrapegate import DEFAULT_MAX_REQUESTS
+from exporter.scrapegate import DEFAULT_MAX_REQUESTS, MOST_MAX_REQUESTS
 from exporter.server import serve
 from exporter.settings import ConfigError, RootSettings, masked
 from exporter.sharding import ordinal_of_pod
 from exporter.webconfig import WebConfigHolder, load_web_config
 
+MOST_SECONDS = 86400  # a day: a socket timeout must fit the operating system's
 DEFAULT_LISTEN = ":9867"
 DEMO_LISTEN = "127.0.0.1:9867"
 log = structlog.get_logger("exporter")
@@ -53,7 +54,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         dest="max_requests",
         type=_count,
         default=DEFAULT_MAX_REQUESTS,
-        help="Scrapes of /metrics and /probe served at once; more get a 503 at once (0: no limit).",
+        help=f"Scrapes of /metrics and /probe served at once; more get a 503 at once (0: no limit; at most "
+        f"{MOST_MAX_REQUESTS}).",
     )
     parser.add_argument(
         "--web.header-timeout",
@@ -114,8 +116,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def _count(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 0 or more")
+    """0 to MOST_MAX_REQUESTS: each admitted scrape may hold a worker thread."""
+    if not (text.isascii() and text.isdigit() and int(text) <= MOST_MAX_REQUESTS):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 0 to {MOST_MAX_REQUESTS}")
     return int(text)
 
 
@@ -124,8 +127,8 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    if not (math.isfinite(value) and 0 < value <= MOST_SECONDS):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0 and up to {MOST_SECONDS}")
     return value
 
 

@@ -14,6 +14,7 @@ import threading
 from concurrent.futures import Future
 
 DEFAULT_MAX_REQUESTS = 40
+MOST_MAX_REQUESTS = 1000  # a worker thread each
 SHUTDOWN_GRACE_SECONDS = 3.0
 BURST_REUSE_SECONDS = 1.0  # while other scrapes are answered, a result this recent is served again
 ANSWER_SECONDS = 1.0  # after the grace, how long a cut scrape may take to render and send its answer

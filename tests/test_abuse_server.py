@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from benchmarks import abuse
 from benchmarks.abuse import Address, ask
+from exporter.cli import parse_args
 from exporter.exposition import Exposition
 from exporter.httpserver import MAX_HEAD_BYTES, ServerLimits
 from exporter.scrape import Runners
@@ -319,3 +320,31 @@ def test_sigterm_turns_readyz_503_and_lets_scrapes_in_flight_answer(tmp_path: Pa
     assert answers["long"].status == 200 and answers["long"].seconds < SHUTDOWN_GRACE_SECONDS + 1.5
     assert exited < SHUTDOWN_GRACE_SECONDS + 1.0
     assert exporter.process.returncode == 0
+
+
+# --- flags --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "flag",
+    [
+        "--web.max-requests=-1",
+        "--web.max-requests=1001",
+        "--web.max-requests=²",
+        "--web.header-timeout=0",
+        "--web.header-timeout=nan",
+        "--web.header-timeout=inf",
+        "--web.idle-timeout=1e300",
+        "--web.idle-timeout=soon",
+    ],
+)
+def test_a_bad_server_flag_exits_2_naming_it(flag: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse_args([flag])
+    assert exited.value.code == 2
+    assert flag.split("=")[0] in capsys.readouterr().err
+
+
+def test_server_flags_have_the_documented_defaults() -> None:
+    args = parse_args([])
+    assert (args.max_requests, args.header_timeout, args.idle_timeout) == (40, 10.0, 120.0)
