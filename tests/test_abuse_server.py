@@ -190,6 +190,18 @@ def test_a_flood_of_huge_heads_without_credentials_costs_under_20_mib(tmp_path: 
     assert rise < 20 * 1024, f"RSS rose {rise} KiB"
 
 
+def test_a_body_is_never_waited_for_and_pipelined_requests_are_answered_in_order() -> None:
+    with serving(bare_app()) as address, socket.create_connection(address, timeout=5) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\nGET /readyz HTTP/1.1\r\nHost: t\r\n\r\n")
+        sock.sendall(b"POST /-/reload HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n")
+        started = time.monotonic()
+        answers = abuse._until_eof(sock)  # the server closes after the request with a body, never reading it
+        elapsed = time.monotonic() - started
+    assert elapsed < SHORT.header_timeout, elapsed
+    assert answers.count(b"HTTP/1.1 ") == 3 and answers.index(b"ok\n") < answers.index(b"ready\n")
+    assert answers.rsplit(b"HTTP/1.1 ", 1)[1].startswith(b"503 ") and b"Connection: close" in answers
+
+
 # --- idle connections ---------------------------------------------------------------------------------------
 
 
