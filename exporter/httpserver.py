@@ -141,7 +141,8 @@ class _Connection(HTTPConnection):
         buffer = self.rfile.buffer
         start = max(0, self.searched - SEARCH_OVERLAP)
         self.searched = len(buffer)
-        if buffer.find(b"\r\n\r\n", start) >= 0 or buffer.find(b"\n\n", start) >= 0:
+        ends = [found + len(end) for end in (b"\r\n\r\n", b"\n\n") if (found := buffer.find(end, start)) >= 0]
+        if ends and min(ends) <= MAX_HEAD_BYTES:
             return True
         self.too_large = len(buffer) > MAX_HEAD_BYTES
         return self.too_large

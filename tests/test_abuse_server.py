@@ -176,7 +176,11 @@ def test_a_head_over_64_kib_gets_431_before_any_auth_work(tmp_path: Path, monkey
         big = raw(address, b"GET /metrics HTTP/1.1\r\nHost: t\r\nX-Pad: " + b"a" * MAX_HEAD_BYTES + b"\r\n\r\n")
         fits = raw(address, b"GET /metrics HTTP/1.1\r\nHost: t\r\nX-Pad: " + b"a" * 60_000 + b"\r\n\r\n")
         long_line = raw(address, b"GET /" + b"a" * MAX_HEAD_BYTES + b" HTTP/1.1\r\n\r\n")
+        start, end = b"GET /healthz HTTP/1.1\r\nX-Pad: ", b"\r\n\r\n"
+        at_cap = raw(address, start + b"a" * (MAX_HEAD_BYTES - len(start) - len(end)) + end)
+        past_cap = raw(address, start + b"a" * (MAX_HEAD_BYTES + 1 - len(start) - len(end)) + end)
     assert big.startswith(b"HTTP/1.1 431 ") and long_line.startswith(b"HTTP/1.1 431 ")
+    assert at_cap.startswith(b"HTTP/1.1 200 ") and past_cap.startswith(b"HTTP/1.1 431 ")
     assert fits.startswith(b"HTTP/1.1 401 ")
     assert len(checked) == 1  # only the request that fits reached basic auth
 
