@@ -191,7 +191,7 @@ def flood(
                         sock.sendall(PAD)
                         sock.sendall(b"\r\n")
                     sock.sendall(b"\r\n")
-                return Answer(_status(_until_eof(sock)), time.monotonic() - started)
+                return Answer(_status(until_eof(sock)), time.monotonic() - started)
         except OSError as exc:
             return Answer(type(exc).__name__, time.monotonic() - started)
 
@@ -205,7 +205,7 @@ def flood(
     return statuses(answers), max(highest[0], rss_kib()) - before
 
 
-def _until_eof(sock: socket.socket, limit: int = 1 << 20) -> bytes:
+def until_eof(sock: socket.socket, limit: int = 1 << 20) -> bytes:
     data = b""
     with suppress(OSError):
         while len(data) < limit and (chunk := sock.recv(65536)):
@@ -345,9 +345,9 @@ def row(probe: str, figure: str) -> None:
 def _load(args: argparse.Namespace, sim: Simulator, exporter: Exporter) -> None:
     address, pid = exporter.address, exporter.process.pid
     ask(address, "/metrics")  # discovery and logins, which a steady scrape does not repeat
-    counted = _upstream(sim)
+    counted = upstream_requests(sim)
     ask(address, "/metrics")
-    one = _upstream(sim) - counted
+    one = upstream_requests(sim) - counted
     idle: list[float | None] = []
     idler = threading.Thread(target=lambda: idle.append(idle_after_request(address, 600.0)), daemon=True)
     idler.start()
@@ -357,9 +357,9 @@ def _load(args: argparse.Namespace, sim: Simulator, exporter: Exporter) -> None:
         f"{args.clients} concurrent GET /healthz",
         f"{statuses(answers)[200]}/{args.clients} answered 200, p99 {p99(answers):.3f} s",
     )
-    counted = _upstream(sim)
+    counted = upstream_requests(sim)
     answers = at_once(args.clients, lambda: ask(address, "/metrics"))
-    burst, seen = _upstream(sim) - counted, statuses(answers)
+    burst, seen = upstream_requests(sim) - counted, statuses(answers)
     row(
         f"{args.clients} concurrent GET /metrics",
         f"{seen[200]} x 200, {seen[503]} x 503, {args.clients - seen[200] - seen[503]} other, the slowest in "
@@ -376,12 +376,10 @@ def _load(args: argparse.Namespace, sim: Simulator, exporter: Exporter) -> None:
         f"{args.flood} connections x 100 headers x 64 KiB, no credentials",
         ", ".join(f"{count} x {status}" for status, count in seen.items()) + f"; RSS rise {rise / 1024:.1f} MiB",
     )
-    counted = _upstream(sim)
+    counted = upstream_requests(sim)
     head = ask(address, "/metrics", "HEAD")
-    row(
-        "HEAD /metrics",
-        f"{head.status}, {len(head.body)} body bytes, {_upstream(sim) - counted} upstream requests (GET: {one})",
-    )
+    collected = upstream_requests(sim) - counted
+    row("HEAD /metrics", f"{head.status}, {len(head.body)} body bytes, {collected} upstream requests (GET: {one})")
     idler.join()
     row("idle kept-alive connection after a request", _closed(idle[0]))
 
@@ -390,7 +388,7 @@ def _closed(seconds: float | None) -> str:
     return "still open" if seconds is None else f"closed after {seconds:.1f} s"
 
 
-def _upstream(sim: Simulator) -> int:
+def upstream_requests(sim: Simulator) -> int:
     return sum(sim.stats().values())
 
 

@@ -67,16 +67,12 @@ def sim_app(sim: Simulator, tmp_path: Path) -> ExporterApp:
     return make_app(make_settings([simulated(sim, platform, f"sim-{platform}", tmp_path) for platform in SIMULATED]))
 
 
-def upstream(sim: Simulator) -> int:
-    return abuse._upstream(sim)
-
-
 def raw(address: Address, request: bytes, timeout: float = 5.0) -> bytes:
     """Send `request`, close the sending side, read the answer until the server closes."""
     with socket.create_connection(address, timeout=timeout) as sock:
         sock.sendall(request)
         sock.shutdown(socket.SHUT_WR)
-        return abuse._until_eof(sock)
+        return abuse.until_eof(sock)
 
 
 # --- 200 concurrent /healthz ----------------------------------------------------------------------------------
@@ -100,15 +96,15 @@ def test_a_burst_of_scrapes_is_answered_or_refused_at_once_and_costs_at_most_two
     hold = 3.0
     with serving(sim_app) as address:
         assert ask(address, "/metrics").status == 200  # logins and discovery, which a steady scrape does not repeat
-        counted = upstream(sim)
+        counted = abuse.upstream_requests(sim)
         assert ask(address, "/metrics").status == 200
-        one = upstream(sim) - counted
+        one = abuse.upstream_requests(sim) - counted
         sim.faults.add(
             {"platform": "informatica", "endpoint": "status", "kind": "latency", "seconds": hold, "count": 1}
         )
-        counted = upstream(sim)
+        counted = abuse.upstream_requests(sim)
         answers = abuse.at_once(200, lambda: ask(address, "/metrics", timeout=30))
-        burst = upstream(sim) - counted
+        burst = abuse.upstream_requests(sim) - counted
     sim.faults.clear()
     assert abuse.statuses(answers) == {200: SHORT.max_requests, 503: 200 - SHORT.max_requests}
     assert all(answer.seconds < hold for answer in answers if answer.status == 503)
@@ -121,11 +117,11 @@ def test_during_a_burst_a_result_up_to_a_second_old_is_served_again(sim: Simulat
     runners = sim_app.runners
     selected = list(runners.by_name.values())
     first = runners.begin(selected).outputs()
-    counted = upstream(sim)
+    counted = abuse.upstream_requests(sim)
     again = runners.begin(selected, reuse_within=BURST_REUSE_SECONDS).outputs()
-    assert upstream(sim) == counted and all(a is b for a, b in zip(first, again, strict=True))
+    assert abuse.upstream_requests(sim) == counted and all(a is b for a, b in zip(first, again, strict=True))
     fresh = runners.begin(selected).outputs()
-    assert upstream(sim) > counted and not any(a is b for a, b in zip(first, fresh, strict=True))
+    assert abuse.upstream_requests(sim) > counted and not any(a is b for a, b in zip(first, fresh, strict=True))
 
 
 def test_max_requests_zero_admits_every_scrape(sim_app: ExporterApp) -> None:
@@ -199,7 +195,7 @@ def test_a_body_is_never_waited_for_and_pipelined_requests_are_answered_in_order
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\nGET /readyz HTTP/1.1\r\nHost: t\r\n\r\n")
         sock.sendall(b"POST /-/reload HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n")
         started = time.monotonic()
-        answers = abuse._until_eof(sock)  # the server closes after the request with a body, never reading it
+        answers = abuse.until_eof(sock)  # the server closes after the request with a body, never reading it
         elapsed = time.monotonic() - started
     assert elapsed < SHORT.header_timeout, elapsed
     assert answers.count(b"HTTP/1.1 ") == 3 and answers.index(b"ok\n") < answers.index(b"ready\n")
@@ -237,10 +233,10 @@ def test_tls_connections_silent_after_the_handshake_or_a_request_are_closed(tmp_
 
 def test_head_answers_headers_only_and_collects_nothing(sim: Simulator, sim_app: ExporterApp) -> None:
     with serving(sim_app) as address:
-        counted = upstream(sim)
+        counted = abuse.upstream_requests(sim)
         metrics = raw(address, b"HEAD /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
         probe = raw(address, b"HEAD /probe?target=sim-siren HTTP/1.1\r\nHost: t\r\n\r\n")
-        assert upstream(sim) == counted
+        assert abuse.upstream_requests(sim) == counted
         for path in (b"/healthz", b"/readyz", b"/", b"/nowhere", b"/-/reload"):
             answer = raw(address, b"HEAD " + path + b" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
             assert answer.endswith(b"\r\n\r\n") and answer.count(b"\r\n\r\n") == 1, answer
@@ -364,3 +360,27 @@ def test_a_bad_server_flag_exits_2_naming_it(flag: str, capsys: pytest.CaptureFi
 def test_server_flags_have_the_documented_defaults() -> None:
     args = parse_args([])
     assert (args.max_requests, args.header_timeout, args.idle_timeout) == (40, 10.0, 120.0)
+
+
+def test_the_probe_runs_and_prints_every_row() -> None:
+    """python -m benchmarks.abuse, small and with short timeouts: every row of the README's table, each holding."""
+    small = ["--clients", "20", "--slow", "20", "--flood", "3"]
+    short = ["--flag=--web.header-timeout=0.5", "--flag=--web.idle-timeout=0.5"]
+    done = abuse.subprocess.run(
+        [abuse.sys.executable, "-m", "benchmarks.abuse", *small, *short],
+        cwd=abuse.ROOT,
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    cells = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in done.stdout.splitlines()[2:]]
+    rows = {probe: figure for probe, figure in cells}
+    assert rows["20 concurrent GET /healthz"].startswith("20/20 answered 200"), rows
+    assert "0 other" in rows["20 concurrent GET /metrics"]
+    assert rows["20 connections sending headers a byte a second"].startswith("20/20 closed"), rows
+    assert rows["3 connections x 100 headers x 64 KiB, no credentials"].startswith("3 x 431"), rows
+    assert rows["HEAD /metrics"].startswith("200, 0 body bytes, 0 upstream requests"), rows
+    assert rows["idle kept-alive connection after a request"].startswith("closed after 0."), rows
+    assert rows["TLS connection silent after its handshake"].startswith("closed after 0."), rows
+    assert "answered 200" in rows["SIGTERM during a scrape held by a 60 s upstream"], rows
