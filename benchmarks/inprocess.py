@@ -27,7 +27,12 @@ def get(app: ExporterApp, path: str, query: str = "", headers: dict[str, str] | 
     }
     environ.update(headers or {})
     seen: list[str] = []
-    body = b"".join(app(environ, lambda status, _headers: seen.append(status)))
+    answer = app(environ, lambda status, _headers: seen.append(status))
+    try:
+        body = b"".join(answer)
+    finally:
+        if hasattr(answer, "close"):  # as a WSGI server does: the app's scrape slot is freed here
+            answer.close()
     return seen[0], body.decode()
 
 

@@ -11,7 +11,7 @@ environment  Upstream reading the proxy/CA/netrc environment once per origin aga
 daemonpool   DaemonPool against ThreadPoolExecutor: seconds from SIGTERM to exit of a process whose one call
              hangs on an upstream that never answers
 webconfig    the verified-password cache against bcrypt on every request (an HTTPS request with basic auth),
-             and the TLS handshake in the connection's own thread against prometheus_client's TLS server,
+             and the TLS handshake in the server's connection loop against prometheus_client's TLS server,
              which shakes hands in its accept loop (time to answer /healthz while clients stall their handshakes)
 malloc       two glibc malloc arenas against glibc's default of eight per core: the exporter's RSS over
              consecutive scrapes of the simulator (the slowest part; --malloc-jobs and --malloc-scrapes size it)
@@ -327,7 +327,7 @@ def webconfig(args: argparse.Namespace, workdir: Path) -> list[Row]:
             1000 * statistics.median(verified),
         ),
         Row(
-            "TLS handshake in the connection's thread",
+            "TLS handshake in the connection loop",
             "prometheus_client TLS server",
             f"GET /healthz while {args.holders} clients stall their handshake for {args.hold_seconds:g} s",
             "s",

@@ -6,6 +6,7 @@ import argparse
 import ctypes
 import ctypes.util
 import functools
+import math
 import os
 import signal
 import sys
@@ -19,12 +20,15 @@ import yaml
 from prometheus_client import disable_created_metrics
 
 from exporter import __version__, app, logs
+from exporter.httpserver import ServerLimits
 from exporter.reload import Reloader
+from exporter.scrapegate import DEFAULT_MAX_REQUESTS, MOST_MAX_REQUESTS
 from exporter.server import serve
 from exporter.settings import ConfigError, RootSettings, masked
 from exporter.sharding import ordinal_of_pod
 from exporter.webconfig import WebConfigHolder, load_web_config
 
+MOST_SECONDS = 86400  # a day: a socket timeout must fit the operating system's
 DEFAULT_LISTEN = ":9867"
 DEMO_LISTEN = "127.0.0.1:9867"
 log = structlog.get_logger("exporter")
@@ -43,6 +47,29 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         dest="web_config_file",
         type=Path,
         help="TLS and basic auth for the exporter's endpoints (exporter-toolkit format).",
+    )
+    limits = ServerLimits()
+    parser.add_argument(
+        "--web.max-requests",
+        dest="max_requests",
+        type=_count,
+        default=DEFAULT_MAX_REQUESTS,
+        help=f"Scrapes of /metrics and /probe served at once; more get a 503 at once (0: no limit; at most "
+        f"{MOST_MAX_REQUESTS}).",
+    )
+    parser.add_argument(
+        "--web.header-timeout",
+        dest="header_timeout",
+        type=_seconds,
+        default=limits.header_timeout,
+        help="Seconds a client has for the TLS handshake and the request's headers, else it is disconnected.",
+    )
+    parser.add_argument(
+        "--web.idle-timeout",
+        dest="idle_timeout",
+        type=_seconds,
+        default=limits.idle_timeout,
+        help="Seconds a kept-alive connection may wait for its next request, else it is closed.",
     )
     parser.add_argument("--log.level", dest="log_level", choices=logs.LEVELS, default="info")
     parser.add_argument(
@@ -88,6 +115,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def _count(text: str) -> int:
+    """0 to MOST_MAX_REQUESTS: each admitted scrape may hold a worker thread."""
+    if not (text.isascii() and text.isdigit() and int(text) <= MOST_MAX_REQUESTS):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 0 to {MOST_MAX_REQUESTS}")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= MOST_SECONDS):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0 and up to {MOST_SECONDS}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     limit_malloc_arenas()
@@ -129,17 +173,28 @@ def _run(args: argparse.Namespace, model: type[RootSettings], config_file: Path 
         web,
     )
     listen = args.listen or (DEMO_LISTEN if args.demo else DEFAULT_LISTEN)
+    limits = ServerLimits(args.header_timeout, args.idle_timeout, args.max_requests)
     try:
-        server = serve(exporter.app, listen, web)
+        server = serve(exporter.app, listen, web, limits)
     except (OSError, ValueError) as exc:
         log.error("cannot listen", address=listen, error=str(exc))
         exporter.close()
         return 1
 
+    def drain_and_stop() -> None:
+        """Not ready at once; the scrapes in flight answer within the grace; then the server stops."""
+        if not exporter.app.scrapes.drain():
+            log.warning("scrapes still running at exit")
+        server.shutdown()
+
+    stopping = threading.Event()
+
     def stop(signum: int, _frame: FrameType | None) -> None:
         log.info("stopping", signal=signal.Signals(signum).name)
         exporter.app.ready.clear()
-        threading.Thread(target=server.shutdown, daemon=True).start()
+        if not stopping.is_set():
+            stopping.set()
+            threading.Thread(target=drain_and_stop, name="stop", daemon=True).start()
 
     def reload(_signum: int, _frame: FrameType | None) -> None:
         log.info("reloading", signal="SIGHUP")
@@ -160,7 +215,7 @@ def _run(args: argparse.Namespace, model: type[RootSettings], config_file: Path 
         tls=web.current.ssl_context is not None,
     )
     try:
-        server.serve_forever(poll_interval=0.2)
+        server.serve_forever()
     finally:
         server.server_close()
         exporter.close()

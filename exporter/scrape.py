@@ -2,7 +2,9 @@
 
 A scrape waits for each target at most its budget. Concurrent scrapes of a target join the collection in
 flight instead of starting another, and with `min_interval_seconds` a recent result is served again, so
-an HA pair of Prometheus servers costs the upstream one collection.
+an HA pair of Prometheus servers costs the upstream one collection. The app asks for a result up to a second
+old to be served again while other scrapes are being answered (`reuse_within`): scrapes of a burst arrive
+over longer than a fast collection takes, and would otherwise start one collection after another.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from concurrent.futures import Future, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any, NamedTuple
 
 import structlog
@@ -25,11 +27,13 @@ GRACE_SECONDS = 0.3
 
 
 class Begun(NamedTuple):
-    """A collection a scrape waits for: its future, its budget, and the moment the wait ends."""
+    """A collection a scrape waits for: its future, its budget, the moment the wait ends, and what may end it
+    sooner (done when the exporter stops)."""
 
     future: Future[Output]
     budget: float
     until: float
+    cut: Future[None] | None = None
 
 
 class TargetRunner:
@@ -60,29 +64,36 @@ class TargetRunner:
         """The target's samples: joined from a collection in flight, reused within min_interval, or fresh."""
         return self.finish(self.begin(budget_seconds))
 
-    def begin(self, budget_seconds: float | None = None) -> Begun:
-        """Start a collection unless one is in flight or recent enough; never blocks on an upstream."""
+    def begin(
+        self, budget_seconds: float | None = None, reuse_within: float = 0.0, cut: Future[None] | None = None
+    ) -> Begun:
+        """Start a collection unless one is in flight or one finished within `reuse_within` seconds (or
+        min_interval_seconds, when longer); never blocks on an upstream. A done `cut` ends the wait for it."""
         budget = min(self.budget_seconds, budget_seconds or self.budget_seconds)
-        until = time.monotonic() + budget + GRACE_SECONDS
+        now = time.monotonic()
+        until = now + budget + GRACE_SECONDS
         with self._lock:
-            if self._last is not None and time.monotonic() - self._last_finished < self._min_interval:
+            if self._last is not None and now - self._last_finished < max(self._min_interval, reuse_within):
                 recent: Future[Output] = Future()
                 recent.set_result(self._last)
-                return Begun(recent, budget, until)
+                return Begun(recent, budget, until, cut)
             if self._in_flight is None:
+                self._last = None  # not kept alive while the next one is collected
                 self._in_flight = Future()
                 threading.Thread(
                     target=self._run, args=(self._in_flight, budget), name=f"collect-{self.name}", daemon=True
                 ).start()
-            return Begun(self._in_flight, budget, until)
+            return Begun(self._in_flight, budget, until, cut)
 
     def finish(self, begun: Begun) -> Output:
-        """Wait for a begun collection until the end of its budget; past it, report the target as overrun.
+        """Wait for a begun collection until the end of its budget (or its cut, when the exporter stops); past
+        it, report the target as overrun.
 
         The end is absolute, so targets begun together overrun together, never one budget after another.
         """
-        done, _ = wait([begun.future], timeout=max(0.0, begun.until - time.monotonic()))
-        if done:
+        waits: list[Future[Any]] = [begun.future] if begun.cut is None else [begun.future, begun.cut]
+        wait(waits, timeout=max(0.0, begun.until - time.monotonic()), return_when=FIRST_COMPLETED)
+        if begun.future.done():
             return begun.future.result()
         return self._overrun(begun.budget)
 
@@ -101,8 +112,8 @@ class TargetRunner:
         out.add(JOBS_DISCOVERED, len(self.collector.known_jobs()))
         self._errors.finish()
         self.collector.secrets.settle()  # what the collection logged is written: replaced session ids may go
-        with self._lock:  # kept only for min_interval: otherwise it would sit in memory through the next collection
-            self._last, self._last_finished = (out if self._min_interval > 0 else None), time.monotonic()
+        with self._lock:  # dropped when the next collection begins, so it never sits in memory through one
+            self._last, self._last_finished = out, time.monotonic()
             self._in_flight = None
         future.set_result(out)
 
@@ -147,8 +158,14 @@ class Runners:
     def add(self, runner: TargetRunner) -> None:
         self.by_name[runner.name] = runner
 
-    def begin(self, runners: Sequence[TargetRunner], budget_seconds: float | None = None) -> Collection:
-        return Collection([(runner, runner.begin(budget_seconds)) for runner in runners])
+    def begin(
+        self,
+        runners: Sequence[TargetRunner],
+        budget_seconds: float | None = None,
+        reuse_within: float = 0.0,
+        cut: Future[None] | None = None,
+    ) -> Collection:
+        return Collection([(runner, runner.begin(budget_seconds, reuse_within, cut)) for runner in runners])
 
     def close(self) -> None:
         for runner in self.by_name.values():

@@ -1,38 +1,31 @@
-"""The exporter's HTTP endpoints as one WSGI application, and the threaded server that runs it.
+"""The exporter's HTTP endpoints as one WSGI application, and the server that runs it (exporter.httpserver).
 
 `/metrics` collects every target, `/probe?target=NAME` one configured target (a name, never a URL),
 `/healthz` and `/readyz` never touch an upstream, `/` is a landing page without secrets, and
-`POST /-/reload` re-reads the configuration. With a web configuration, each connection is checked for
-TLS in its own thread (a slow handshake never blocks the others) and plain HTTP gets a 400.
+`POST /-/reload` re-reads the configuration. HEAD answers headers only, and HEAD on a scrape path collects
+nothing. Scrapes past `--web.max-requests` are refused at once with a 503 (exporter.scrapegate).
 """
 
 from __future__ import annotations
 
 import html
-import socket
-import ssl
 import threading
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import parse_qs
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-import structlog
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import ThreadingWSGIServer
 
 from exporter import __version__
-from exporter.exposition import Exposition, negotiate
+from exporter.exposition import Exposition, Format, negotiate
+from exporter.httpserver import ExporterServer, ServerLimits
 from exporter.scrape import Runners, TargetRunner
+from exporter.scrapegate import BURST_REUSE_SECONDS, ScrapeGate
 from exporter.webconfig import WebConfigHolder, protect
-
-log = structlog.get_logger("exporter.server")
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 SCRAPE_TIMEOUT_MARGIN = 0.5
-HANDSHAKE_TIMEOUT_SECONDS = 10.0
-_TLS_RECORD_HANDSHAKE = 0x16
 
 
 class ExporterApp:
@@ -47,6 +40,7 @@ class ExporterApp:
         self.telemetry_path = telemetry_path
         self.ready = threading.Event()
         self.reload: Callable[[], tuple[bool, str]] | None = None
+        self.scrapes = ScrapeGate()
 
     def swap(self, runners: Runners) -> Runners:
         """Serve `runners` from the next request on; return the ones they replace (the caller closes them)."""
@@ -54,6 +48,10 @@ class ExporterApp:
         return old
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        body = self._route(environ, start_response)
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" else body
+
+    def _route(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/") or "/"
         method = environ.get("REQUEST_METHOD", "GET")
         if path == "/-/reload":
@@ -103,9 +101,31 @@ class ExporterApp:
         selected: list[TargetRunner],
         with_self: bool,
     ) -> Iterable[bytes]:
-        budget = _scrape_budget(environ.get("HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS"))
         fmt = negotiate(environ.get("HTTP_ACCEPT", ""))
-        collection = runners.begin(selected, budget)
+        if environ.get("REQUEST_METHOD") == "HEAD":  # what a scrape would answer with, without collecting
+            start_response("200 OK", [("Content-Type", fmt.content_type)])
+            return []
+        if not self.scrapes.enter():
+            why = "the exporter is stopping" if self.scrapes.closed else "too many scrapes at once (--web.max-requests)"
+            return _plain(start_response, "503 Service Unavailable", why + "\n")
+        try:
+            return _Admitted(self._collect(environ, start_response, runners, selected, fmt, with_self), self.scrapes)
+        except BaseException:
+            self.scrapes.leave()
+            raise
+
+    def _collect(
+        self,
+        environ: dict[str, Any],
+        start_response: StartResponse,
+        runners: Runners,
+        selected: list[TargetRunner],
+        fmt: Format,
+        with_self: bool,
+    ) -> list[bytes]:
+        budget = _scrape_budget(environ.get("HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS"))
+        reuse = BURST_REUSE_SECONDS if self.scrapes.running > 1 else 0.0  # other scrapes at once: a burst
+        collection = runners.begin(selected, budget, reuse, self.scrapes.cut)
         if collection.in_flight:
             self.exposition.release()
         chunks = self.exposition.chunks(collection.outputs(), fmt, self.self_registry if with_self else None)
@@ -151,9 +171,20 @@ def _plain(start_response: StartResponse, status: str, text: str) -> Iterable[by
     return [body]
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("request", line=format % args)
+class _Admitted:
+    """A scrape's body; the scrape counts against --web.max-requests until the server has sent it (close())."""
+
+    def __init__(self, chunks: list[bytes], gate: ScrapeGate) -> None:
+        self._chunks = chunks
+        self._gate: ScrapeGate | None = gate
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._chunks)
+
+    def close(self) -> None:
+        gate, self._gate = self._gate, None
+        if gate is not None:
+            gate.leave()
 
 
 def parse_listen_address(address: str) -> tuple[str, int]:
@@ -165,59 +196,17 @@ def parse_listen_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def serve(app: ExporterApp, address: str, web: WebConfigHolder | None = None) -> WSGIServer:
+def serve(
+    app: ExporterApp, address: str, web: WebConfigHolder | None = None, limits: ServerLimits | None = None
+) -> ExporterServer:
     """Bind the listen address and return the server; the caller runs serve_forever().
 
-    `web` (the `--web.config.file` in force, replaceable by a reload) adds TLS and basic auth.
+    `web` (the `--web.config.file` in force, replaceable by a reload) adds TLS and basic auth; `limits` are the
+    timeouts and the scrape limit (the flags' defaults when not given).
     """
-    host, port = parse_listen_address(address)
     holder = web or WebConfigHolder()
-
-    class Server(ThreadingWSGIServer):
-        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-
-        def finish_request(self, request: Any, client_address: Any) -> None:
-            """Runs in the connection's own thread: TLS first when configured, then the WSGI handler."""
-            config = holder.current
-            if config.ssl_context is None:
-                super().finish_request(request, client_address)
-                return
-            secured = _handshake(request, config.ssl_context)
-            if secured is None:
-                return
-            try:
-                if config.tls is not None and not config.tls.allows(secured.getpeercert()):
-                    log.info("client certificate not allowed", client=client_address[0])
-                    return
-                secured.settimeout(None)
-                super().finish_request(secured, client_address)
-            finally:
-                secured.close()
-
-    return make_server(host, port, protect(app, holder), server_class=Server, handler_class=_QuietHandler)
-
-
-def _handshake(raw: socket.socket, context: ssl.SSLContext) -> ssl.SSLSocket | None:
-    """The TLS connection, or None after answering plain HTTP with a 400 or a failed handshake."""
-    raw.settimeout(HANDSHAKE_TIMEOUT_SECONDS)
-    try:
-        first = raw.recv(1, socket.MSG_PEEK)
-        if first and first[0] != _TLS_RECORD_HANDSHAKE:
-            raw.sendall(
-                b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
-                b"Client sent an HTTP request to an HTTPS server.\n"
-            )
-            return None
-        if not first:
-            return None
-        secured = context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
-    except OSError as exc:
-        log.debug("connection closed before TLS", error=str(exc))
-        return None
-    try:
-        secured.do_handshake()
-    except (OSError, ssl.SSLError) as exc:
-        log.debug("TLS handshake failed", error=str(exc))
-        secured.close()
-        return None
-    return secured
+    limits = limits or ServerLimits()
+    app.scrapes.limit = limits.max_requests
+    server = ExporterServer(parse_listen_address(address), protect(app, holder), holder, limits)
+    server.prepare()
+    return server

@@ -60,17 +60,17 @@ def test_shims_benchmark_rows_show_each_part_beating_what_it_replaces() -> None:
         "environment read once per origin",
         "DaemonPool",
         "verified-password cache",
-        "TLS handshake in the connection's thread",
+        "TLS handshake in the connection loop",
     }, done.stdout
     for shim, figures in rows.items():
         assert all(math.isfinite(figure) and figure > 0 for figure in figures), (shim, figures)
     # Only the margins of several times are asserted here (a timed test must not flake); the environment caching
     # and the password cache are proven by what they call (tests/test_upstream_safety.py, tests/test_webconfig.py).
-    for shim in ("own exposition writer", "DaemonPool", "TLS handshake in the connection's thread"):
+    for shim in ("own exposition writer", "DaemonPool", "TLS handshake in the connection loop"):
         figures = rows[shim]
         assert figures[0] < figures[1] and figures[2] > 1, f"{shim} is not better than what it replaces: {figures}"
     daemon_exit, executor_exit, _ = rows["DaemonPool"]
     assert daemon_exit < HANG_SECONDS <= executor_exit, "ThreadPoolExecutor holds the exit until the hung call ends"
-    own_answer, client_answer, _ = rows["TLS handshake in the connection's thread"]
+    own_answer, client_answer, _ = rows["TLS handshake in the connection loop"]
     assert own_answer < HOLD_SECONDS <= client_answer, "a stalled handshake blocks prometheus_client's server only"
     assert "byte-identical" in done.stdout

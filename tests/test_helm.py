@@ -777,3 +777,13 @@ def test_notes_tell_that_every_shard_is_scraped() -> None:
     assert "port-forward pod/ie-ingestion-exporter-0 " in notes
     assert "--total-shards=3" in notes and "scrape every pod" in notes
     assert "port-forward service/" not in notes
+
+
+def test_the_extra_args_example_is_flags_the_exporter_takes() -> None:
+    from exporter.cli import parse_args
+
+    values = (CHART / "values.yaml").read_text()
+    example = re.search(r"Extra command-line flags, e\.g\. `(\[[^`]*\])`", values)
+    assert example, "the extraArgs comment shows an example"
+    args = parse_args(json.loads(example[1]))
+    assert args.max_requests == 8

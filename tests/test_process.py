@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -17,6 +16,7 @@ import pytest
 import requests
 import yaml
 
+from exporter.scrapegate import SHUTDOWN_GRACE_SECONDS
 from exporter.simulator import Simulator, SimulatorOptions
 from tests.helpers import parse
 
@@ -173,7 +173,8 @@ def test_no_secret_in_logs_metrics_landing_page_or_check_config(tmp_path: Path) 
 
 
 def test_sigterm_during_a_hung_upstream_call(tmp_path: Path) -> None:
-    """A collection stuck on an upstream that never answers does not hold the process past SIGTERM."""
+    """A collection stuck on an upstream that never answers does not hold the process past SIGTERM: the scrape
+    in flight is answered (the target not collected) once the shutdown grace is over, then the process exits."""
     import threading
 
     with Simulator(SimulatorOptions(host="127.0.0.1", port=0, jobs=2, platforms=["informatica"])) as sim:
@@ -201,9 +202,10 @@ def test_sigterm_during_a_hung_upstream_call(tmp_path: Path) -> None:
             env={"INGESTION_EXPORTER_HUNG_PASSWORD": sim.credentials["informatica"]["password"]},
         )
 
+        answers: list[requests.Response] = []
+
         def scrape() -> None:
-            with contextlib.suppress(requests.RequestException):  # the exporter goes away mid-answer
-                requests.get(running.url + "/metrics", timeout=30)
+            answers.append(requests.get(running.url + "/metrics", timeout=30))
 
         scraper = threading.Thread(target=scrape, daemon=True)
         scraper.start()
@@ -211,5 +213,13 @@ def test_sigterm_during_a_hung_upstream_call(tmp_path: Path) -> None:
         while sim.stats().get(("informatica", "status", "GET"), 0) == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert sim.stats().get(("informatica", "status", "GET"), 0) > 0
-        assert running.stop() < 2.0
+        assert running.stop() < SHUTDOWN_GRACE_SECONDS + 1.0
+        scraper.join(timeout=5)
+        assert answers and answers[0].status_code == 200
+        assert (
+            parse(answers[0].text)[
+                ("ingestion_scrape_success", frozenset({("platform", "informatica"), ("target", "hung")}))
+            ]
+            == 0
+        )
         sim.faults.clear()
