@@ -311,6 +311,7 @@ class _Server(ThreadingHTTPServer):
 
     daemon_threads = True
     block_on_close = False
+    request_queue_size = 1024  # the default 5 resets connects when a client opens many at once
 
     def __init__(self, address: tuple[str, int], dispatch: _Dispatch, stopping: threading.Event) -> None:
         self.dispatch = dispatch
