@@ -31,7 +31,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from typing import Any
 import requests
 import yaml
 
+from benchmarks import floors
 from exporter.simulator.platforms import PLATFORMS
 from exporter.simulator.process import announced
 from exporter.simulator.process import command as simulator_command
@@ -230,89 +230,9 @@ def request_floor(n: int, concurrency: int, batch_size: int, new_runs: float = 0
     }
 
 
-def exposition_floor(text: str, repeat: int = 5) -> float:
-    """Median time prometheus_client takes to expose the same families held in a static registry, in the format
-    it picks for Prometheus."""
-    from prometheus_client import CollectorRegistry
-    from prometheus_client.exposition import choose_encoder
-    from prometheus_client.parser import text_string_to_metric_families
-    from prometheus_client.registry import Collector
-
-    families = list(text_string_to_metric_families(text))
-
-    class Static(Collector):
-        def collect(self) -> Iterator[Any]:
-            return iter(families)
-
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(Static())
-    encoder, _ = choose_encoder(PROMETHEUS_ACCEPT)
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        encoder(registry)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
-
-
-def cpu_floor(config: dict[str, Any], concurrency: int, repeat: int) -> dict[str, float]:
-    """CPU seconds a bare requests.Session loop needs for one scrape's requests, fetched and JSON-decoded.
-
-    The exporter's own collectors run in this process once to record the exact requests of a steady-state
-    scrape (signed, with session headers); the bare loop then replays them with the same concurrency per target.
-    """
-    from exporter.app import Exporter, root_model
-    from exporter.logs import Redactor
-
-    exporter = Exporter(root_model().model_validate(config), Redactor().sink)
-    runners = exporter.app.runners.by_name.values()
-    recorded: list[tuple[int, requests.PreparedRequest]] = []
-    lock = threading.Lock()
-    original = requests.Session.send
-
-    def recording(session: requests.Session, request: requests.PreparedRequest, **kwargs: Any) -> Any:
-        with lock:
-            recorded.append((id(session), request.copy()))
-        return original(session, request, **kwargs)
-
-    try:
-        for runner in runners:  # login, discovery, immutable details: not per scrape
-            runner.collect()
-        requests.Session.send = recording  # type: ignore[method-assign,assignment]
-        for runner in runners:
-            runner.collect()
-    finally:
-        requests.Session.send = original  # type: ignore[method-assign]
-        exporter.close()
-    groups: dict[int, list[requests.PreparedRequest]] = {}
-    for key, request in recorded:
-        groups.setdefault(key, []).append(request)
-
-    def replay() -> float:
-        sessions = [requests.Session() for _ in groups]
-        pools = [ThreadPoolExecutor(concurrency) for _ in groups]
-
-        def fetch(session: requests.Session, request: requests.PreparedRequest) -> None:
-            json.loads(session.send(request, timeout=30).content)
-
-        started = time.process_time()
-        futures = [
-            pool.submit(fetch, session, request)
-            for session, pool, listed in zip(sessions, pools, groups.values(), strict=True)
-            for request in listed
-        ]
-        for future in futures:
-            future.result()
-        spent = time.process_time() - started
-        for pool in pools:
-            pool.shutdown()
-        for session in sessions:
-            session.close()
-        return spent
-
-    replay()  # connections opened, as the exporter's are
-    spent = sorted(replay() for _ in range(repeat))
-    return {"cpu_seconds": statistics.median(spent), "requests": len(recorded)}
+def spread(values: Sequence[float]) -> dict[str, Any]:
+    """The median of per-round figures and their spread (the lowest and the highest), with the rounds themselves."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "rounds": list(values)}
 
 
 # --- measuring -------------------------------------------------------------------------------------------
@@ -420,7 +340,12 @@ def burst(control: requests.Session, sim_url: str, url: str, count: int) -> int:
 
 
 def measure_size(args: argparse.Namespace, n: int, workdir: Path) -> dict[str, Any]:
+    """One size: the exporter's scrapes and the floors' replays of the same requests, interleaved round by round
+    (scrapes, every floor once, scrapes, ...), so both are measured at the same moments of the machine's load."""
     latency = args.latency_ms / 1000
+    per_round = max(1, args.scrapes // args.rounds)
+    measured = per_round * args.rounds
+    load_at_start = os.getloadavg()
     control = requests.Session()
     with simulator(n, args.latency_ms, workdir) as (sim, sim_url, _credentials, simulated):
         jobs = control.get(f"{sim_url}/_sim/jobs", timeout=30).json()
@@ -434,48 +359,59 @@ def measure_size(args: argparse.Namespace, n: int, workdir: Path) -> dict[str, A
             body = b""
             for _ in range(args.warmup):
                 _, body = scrape(client, url)
+            calls, outputs = floors.record(config)
+            render = floors.render_seconds(outputs, PROMETHEUS_ACCEPT)
+            calls_file = workdir / f"calls-{n}.json"
+            floors.write_calls(calls, calls_file)
             runs, new_runs, deployed = informatica_runs(body), 0, 0
-            reset(control, sim_url)
-            cpu_before, sim_before = cpu_seconds(proc.pid), cpu_seconds(sim.pid)
-            walls = []
-            window = time.perf_counter()
-            for _ in range(args.scrapes):
-                wall, body = scrape(client, url)
-                walls.append(wall)
-                latest = informatica_runs(body)
-                moved = run_moves(runs, latest)
-                runs, new_runs, deployed = latest, new_runs + moved[0], deployed + moved[1]
-            window = time.perf_counter() - window
-            cpu = (cpu_seconds(proc.pid) - cpu_before) / args.scrapes
-            sim_cpu = (cpu_seconds(sim.pid) - sim_before) / args.scrapes
-            steady = sim_requests(control, sim_url)
+            walls: list[float] = []
+            cpu_rounds: list[float] = []
+            floor_rounds: dict[str, list[float]] = {client: [] for client in floors.LABELS}
+            steady: Counter[str] = Counter()
+            sim_cpu = window = 0.0
+            with floors.replayers(calls_file, args.concurrency) as replaying:
+                for _ in range(args.rounds):
+                    reset(control, sim_url)
+                    cpu_before, sim_before = cpu_seconds(proc.pid), cpu_seconds(sim.pid)
+                    started = time.perf_counter()
+                    for _ in range(per_round):
+                        wall, body = scrape(client, url)
+                        walls.append(wall)
+                        latest = informatica_runs(body)
+                        moved = run_moves(runs, latest)
+                        runs, new_runs, deployed = latest, new_runs + moved[0], deployed + moved[1]
+                    window += time.perf_counter() - started
+                    cpu_rounds.append((cpu_seconds(proc.pid) - cpu_before) / per_round)
+                    sim_cpu += cpu_seconds(sim.pid) - sim_before
+                    steady += sim_requests(control, sim_url)
+                    for replayer in replaying:
+                        floor_rounds[replayer.client].append(replayer.replay()["cpu_seconds"])
             peak_sequential_kib = memory_kib(proc.pid, "VmHWM")
-            _, text_body = scrape(client, url, "text/plain")
             reset(control, sim_url)
             scrape(client, url)
             one = sum(sim_requests(control, sim_url).values())
             reset(control, sim_url)
             four = burst(control, sim_url, url, 4)
             peak_kib = memory_kib(proc.pid, "VmHWM")
-        cpu_floor_figures = cpu_floor(config, args.concurrency, args.floor_repeat)
         interval_check = None
         if n == args.sizes[0]:
             interval_check = check_min_interval(args, sim_url, simulated, jobs, workdir, control)
-    text = text_body.decode()
-    floor = request_floor(n, args.concurrency, args.batch_size, new_runs / args.scrapes)
+    floor = request_floor(n, args.concurrency, args.batch_size, new_runs / measured)
     network = latency * max(item["rounds"] for item in floor.values())
-    expose = exposition_floor(text)
-    per_scrape = {key: count / args.scrapes for key, count in sorted(steady.items())}
+    per_scrape = {key: count / measured for key, count in sorted(steady.items())}
     walls.sort()
     median = statistics.median(walls)
     p95 = walls[min(len(walls) - 1, math.ceil(0.95 * len(walls)) - 1)]
-    measured_by_platform = {p: c / args.scrapes for p, c in by_platform(steady).items()}
+    measured_by_platform = {p: c / measured for p, c in by_platform(steady).items()}
     return {
         "jobs_per_platform": n,
         "jobs": 4 * n,
         "latency_ms": args.latency_ms,
         "concurrency": args.concurrency,
-        "scrapes": args.scrapes,
+        "scrapes": measured,
+        "rounds": args.rounds,
+        "load_average_at_start": load_at_start,
+        "load_average_at_end": os.getloadavg(),
         "wall_median_s": median,
         "wall_p95_s": p95,
         "cold_scrape_s": cold_wall,
@@ -484,22 +420,26 @@ def measure_size(args: argparse.Namespace, n: int, workdir: Path) -> dict[str, A
         "requests_per_scrape": per_scrape,
         "requests_per_scrape_by_platform": measured_by_platform,
         "requests_floor_by_platform": {p: f["requests"] for p, f in floor.items()},
-        "informatica_new_runs_per_scrape": new_runs / args.scrapes,
-        "informatica_deployments_ended_per_scrape": deployed / args.scrapes,
+        "informatica_new_runs_per_scrape": new_runs / measured,
+        "informatica_deployments_ended_per_scrape": deployed / measured,
         "cold_requests": dict(sorted(cold.items())),
         "four_simultaneous_requests": four,
         "one_scrape_requests": one,
-        "cpu_per_scrape_s": cpu,
-        "simulator_cpu_per_scrape_s": sim_cpu,
-        "simulator_busy_fraction": sim_cpu * args.scrapes / window,
+        "cpu_per_scrape_s": spread(cpu_rounds),
+        "simulator_cpu_per_scrape_s": sim_cpu / measured,
+        "simulator_busy_fraction": sim_cpu / window,
         "peak_rss_mib": peak_kib / 1024,
         "peak_rss_sequential_mib": peak_sequential_kib / 1024,
         "floor_network_s": network,
-        "floor_exposition_s": expose,
-        "floor_cpu_s": cpu_floor_figures["cpu_seconds"],
-        "floor_cpu_requests": cpu_floor_figures["requests"],
-        "ratio_wall": median / (network + expose),
-        "ratio_cpu": cpu / cpu_floor_figures["cpu_seconds"],
+        "floor_render_s": render,
+        "floor_requests_replayed": sum(len(listed) for listed in calls),
+        "floors_cpu_s": {client: spread(values) for client, values in floor_rounds.items()},
+        "ratio_wall": median / (network + render),
+        "ratio_wall_network": median / network,
+        "ratios_cpu": {
+            client: spread([mine / theirs for mine, theirs in zip(cpu_rounds, values, strict=True)])
+            for client, values in floor_rounds.items()
+        },
         "ratio_requests": sum(per_scrape.values()) / sum(f["requests"] for f in floor.values()),
         "min_interval": interval_check,
     }
@@ -602,22 +542,48 @@ def tenths(samples: Sequence[float]) -> tuple[float, float]:
 # --- report ----------------------------------------------------------------------------------------------
 
 
+def _load(load: Sequence[float]) -> str:
+    return "/".join(f"{figure:.2f}" for figure in load)
+
+
+def _cell(figures: Mapping[str, Any], unit: str = "") -> str:
+    return f"{figures['median']:.3f}{unit} ({figures['min']:.3f}-{figures['max']:.3f})"
+
+
 def table(results: list[dict[str, Any]]) -> str:
     header = (
-        f"{'jobs':>5} {'series':>7} {'bytes':>9} {'wall p50':>9} {'p95':>7} {'net floor':>9} {'expo floor':>10} "
-        f"{'x floor':>7} {'cpu/scr':>8} {'cpu floor':>9} {'x floor':>7} {'req/scr':>8} {'req floor':>9} "
+        f"{'jobs':>5} {'series':>7} {'bytes':>9} {'wall p50':>9} {'p95':>7} {'net floor':>9} {'render':>7} "
+        f"{'x floor':>7} {'x net':>6} {'cpu/scr':>8} {'x S.req':>7} {'x send':>7} {'req/scr':>8} {'req floor':>9} "
         f"{'4 at once':>9} {'RSS MiB':>8} {'sim busy':>8}"
     )
     lines = [header, "-" * len(header)]
     for r in results:
+        ratios = r["ratios_cpu"]
         lines.append(
             f"{r['jobs']:>5} {r['series']:>7} {r['exposition_bytes']:>9} {r['wall_median_s']:>8.3f}s "
-            f"{r['wall_p95_s']:>6.3f}s {r['floor_network_s']:>8.3f}s {r['floor_exposition_s']:>9.3f}s "
-            f"{r['ratio_wall']:>7.2f} {r['cpu_per_scrape_s']:>7.3f}s {r['floor_cpu_s']:>8.3f}s {r['ratio_cpu']:>7.2f} "
+            f"{r['wall_p95_s']:>6.3f}s {r['floor_network_s']:>8.3f}s {r['floor_render_s']:>6.3f}s "
+            f"{r['ratio_wall']:>7.2f} {r['ratio_wall_network']:>6.2f} {r['cpu_per_scrape_s']['median']:>7.3f}s "
+            f"{ratios['session_request']['median']:>7.2f} {ratios['send_prepared']['median']:>7.2f} "
             f"{sum(r['requests_per_scrape'].values()):>8.1f} {sum(r['requests_floor_by_platform'].values()):>9.1f} "
             f"{r['four_simultaneous_requests']:>4}/{r['one_scrape_requests']:<4} {r['peak_rss_mib']:>8.1f} "
             f"{r['simulator_busy_fraction']:>8.2f}"
         )
+    lines.append("")
+    lines.append(
+        "CPU seconds per scrape, median (lowest-highest) over the rounds; each round the exporter's scrapes, then "
+        "every client replaying the same requests in its own process; exporter / floor per round:"
+    )
+    for r in results:
+        lines.append(
+            f"  {r['jobs']:>5} jobs, {r['rounds']} rounds, {r['floor_requests_replayed']} requests, load average "
+            f"{_load(r['load_average_at_start'])} -> {_load(r['load_average_at_end'])}: exporter "
+            f"{_cell(r['cpu_per_scrape_s'], 's')}"
+        )
+        for client, label in floors.LABELS.items():
+            lines.append(
+                f"         {label:<30} {_cell(r['floors_cpu_s'][client], 's')}  exporter / floor "
+                f"{_cell(r['ratios_cpu'][client])}"
+            )
     lines.append("")
     lines.append("upstream requests per scrape (steady state) by platform and endpoint:")
     for r in results:
@@ -651,7 +617,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=50, help="Cloud Stream job ids per metrics call")
     parser.add_argument("--scrapes", type=int, default=20, help="measured scrapes per size (after warm-up)")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--floor-repeat", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=5, help="exporter and floor rounds the scrapes are split in")
     parser.add_argument("--soak-scrapes", type=int, default=1000, help="0 skips the RSS growth run")
     parser.add_argument("--soak-jobs", type=int, default=500, help="jobs per platform in the RSS growth run")
     parser.add_argument("--soak-warmup", type=int, default=100, help="scrapes before the RSS growth run's start")
@@ -672,7 +638,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.shards = [int(count) for count in args.shards.split(",")] if args.shards else []
     if args.quick:
-        args.sizes, args.scrapes, args.warmup, args.floor_repeat = "5", 3, 1, 1
+        args.sizes, args.scrapes, args.warmup, args.rounds = "5", 3, 1, 3
         args.soak_scrapes, args.soak_jobs, args.latency_ms = 20, 5, min(args.latency_ms, 5.0)
         args.soak_warmup = min(args.soak_warmup, 5)
     args.sizes = [int(size) for size in args.sizes.split(",")]
@@ -734,7 +700,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             workdir = Path(tmp)
             for n in args.sizes:
                 results.append(measure_size(args, n, workdir))
-                print(table(results[-1:]).split("\n")[2], file=sys.stderr, flush=True)
+                print(table(results[-1:]).split("\n")[2], file=sys.stderr, flush=True)  # progress
             soaked = soak(args, workdir) if args.soak_scrapes > 0 else None
         report.update(results=results, soak=soaked)
         print(table(results))
@@ -747,7 +713,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "load_average_at_start": load_at_start,
         "load_average_at_end": os.getloadavg(),
     }
-    print(f"{os.cpu_count()} CPUs; load average (1, 5, 15 min) at start {load_at_start}, at end {os.getloadavg()}")
+    print(
+        f"{os.cpu_count()} CPUs; load average (1/5/15 min) at start {_load(load_at_start)}, "
+        f"at end {_load(os.getloadavg())}"
+    )
     args.json.write_text(json.dumps(report, indent=2))
     return 1 if problems else 0
 

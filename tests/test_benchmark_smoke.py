@@ -40,15 +40,37 @@ def test_quick_benchmark_runs_and_reports_floors_and_ratios(tmp_path: Path) -> N
         "wall_median_s",
         "wall_p95_s",
         "floor_network_s",
-        "floor_exposition_s",
-        "floor_cpu_s",
+        "floor_render_s",
         "ratio_wall",
-        "ratio_cpu",
+        "ratio_wall_network",
         "ratio_requests",
-        "cpu_per_scrape_s",
         "peak_rss_mib",
     ):
         assert math.isfinite(result[key]) and result[key] > 0, key
+    # The exporter and every floor measured in each of the same rounds, each with its median and spread.
+    rounds = result["rounds"]
+    # the requests of one steady scrape are replayed (a new Informatica run adds its two reads when recorded)
+    assert rounds == 3 and abs(result["floor_requests_replayed"] - result["one_scrape_requests"]) <= 2
+    figures = [result["cpu_per_scrape_s"], *result["floors_cpu_s"].values(), *result["ratios_cpu"].values()]
+    assert (
+        set(result["floors_cpu_s"])
+        == set(result["ratios_cpu"])
+        == {
+            "session_request",
+            "send_prepared",
+            "urllib3",
+            "aiohttp",
+        }
+    )
+    for spread in figures:
+        assert len(spread["rounds"]) == rounds and all(value > 0 for value in spread["rounds"])
+        assert spread["min"] <= spread["median"] <= spread["max"]
+    for client, ratio in result["ratios_cpu"].items():
+        exporter, floor = result["cpu_per_scrape_s"]["rounds"], result["floors_cpu_s"][client]["rounds"]
+        assert ratio["rounds"] == [mine / theirs for mine, theirs in zip(exporter, floor, strict=True)], client
+        assert f"{ratio['median']:.3f} ({ratio['min']:.3f}-{ratio['max']:.3f})" in done.stdout
+    assert len(result["load_average_at_start"]) == len(report["machine"]["load_average_at_end"]) == 3
+    assert "load average (1/5/15 min) at start" in done.stdout
     assert result["series"] > 0 and result["exposition_bytes"] > 0
     assert set(result["requests_per_scrape_by_platform"]) == set(SIMULATED)
     assert result["four_simultaneous_requests"] == result["one_scrape_requests"], "simultaneous scrapes share one"
