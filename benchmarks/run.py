@@ -1,16 +1,19 @@
 """Scale benchmark: the exporter against the standalone simulator, measured against the physical floor.
 
-    python -m benchmarks.run [--sizes 25,100,250,500] [--latency-ms 20] [--concurrency 16] [--scrapes 20]
-                             [--soak-scrapes 1000] [--soak-jobs 500] [--soak-warmup 100] [--json FILE] [--quick]
+    python -m benchmarks.run [--sizes 25,100,250,500,1250,2500] [--latency-ms 20] [--concurrency 16] [--scrapes 20]
+                             [--rounds 5] [--soak-scrapes 300] [--soak-jobs 500] [--soak-warmup 100] [--json FILE]
+                             [--targets 1,10] [--quick]
     python -m benchmarks.run --churn [--churn-days 30] [--churn-scrapes 800] [--churn-jobs 80] [--json FILE]
 
 For each size N (jobs per platform, four platforms) it starts `python -m exporter.simulator` and the exporter
 (`python -m exporter`) as two subprocesses, so the exporter's CPU (/proc/<pid>/stat) and peak RSS
 (/proc/<pid>/status VmHWM) are its own, and scrapes /metrics like Prometheus does. Floors measured in the
 same run: the network floor L x ceil(R_min / C) per target (targets are collected in parallel, so the
-slowest target sets it), the exposition floor (prometheus_client exposing the same families from a static
-registry) and the CPU floor (a bare requests.Session replaying the exporter's own requests of one scrape,
-with the same concurrency, and JSON-decoding the answers). `--quick` is a smoke run of a few seconds.
+slowest target sets it), to which the wall floor adds the exporter's own renderer writing the same samples,
+and the CPU floors of benchmarks/floors.py: the exporter's own requests of one scrape replayed, JSON-decoded,
+by requests (`Session.request` and `send` of prepared requests), urllib3 and aiohttp, each client in its own
+process, in rounds interleaved with the exporter's scrapes (median and spread over the rounds).
+`--quick` is a smoke run of a few seconds.
 
 `--churn` runs the churn soak of benchmarks/churn.py instead (a month of job churn, token renewals and secret
 rotations in a few minutes) and exits 1 when it finds something grew.
@@ -19,6 +22,7 @@ rotations in a few minutes) and exits 1 when it finds something grew.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import os
@@ -611,14 +615,14 @@ def table(results: list[dict[str, Any]]) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="25,100,250,500", help="jobs per platform, comma separated")
+    parser.add_argument("--sizes", default="25,100,250,500,1250,2500", help="jobs per platform, comma separated")
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, default=16, help="max_concurrency of every target")
     parser.add_argument("--batch-size", type=int, default=50, help="Cloud Stream job ids per metrics call")
     parser.add_argument("--scrapes", type=int, default=20, help="measured scrapes per size (after warm-up)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5, help="exporter and floor rounds the scrapes are split in")
-    parser.add_argument("--soak-scrapes", type=int, default=1000, help="0 skips the RSS growth run")
+    parser.add_argument("--soak-scrapes", type=int, default=300, help="0 skips the RSS growth run")
     parser.add_argument("--soak-jobs", type=int, default=500, help="jobs per platform in the RSS growth run")
     parser.add_argument("--soak-warmup", type=int, default=100, help="scrapes before the RSS growth run's start")
     parser.add_argument("--soak-latency-ms", type=float, default=0.0)
@@ -628,6 +632,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--churn-days", type=float, default=30.0, help="simulated days of the churn soak")
     parser.add_argument("--churn-scrapes", type=int, default=CHURN_SCRAPES, help="scrapes over those days")
     parser.add_argument("--churn-jobs", type=int, default=CHURN_JOBS, help="live jobs per platform")
+    parser.add_argument(
+        "--targets", help="target counts, comma separated (e.g. 1,10): each platform's jobs split over that many"
+    )
     parser.add_argument("--shards", help="shard counts, comma separated: measure sharding instead of the sizes")
     parser.add_argument("--shard-jobs", type=int, default=500, help="jobs per platform of the shard counts")
     parser.add_argument("--big-shards", type=int, default=4, help="shard count of the big run; 0 skips it")
@@ -637,6 +644,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     args.shards = [int(count) for count in args.shards.split(",")] if args.shards else []
+    args.targets = [int(count) for count in args.targets.split(",")] if args.targets else []
     if args.quick:
         args.sizes, args.scrapes, args.warmup, args.rounds = "5", 3, 1, 3
         args.soak_scrapes, args.soak_jobs, args.latency_ms = 20, 5, min(args.latency_ms, 5.0)
@@ -701,9 +709,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             for n in args.sizes:
                 results.append(measure_size(args, n, workdir))
                 print(table(results[-1:]).split("\n")[2], file=sys.stderr, flush=True)  # progress
+            if args.targets:  # the same jobs over 1 and N targets: benchmarks/targets.py, run(args, workdir)
+                spread_over = importlib.import_module("benchmarks.targets")
+                report["targets"] = spread_over.run(args, workdir)
             soaked = soak(args, workdir) if args.soak_scrapes > 0 else None
         report.update(results=results, soak=soaked)
         print(table(results))
+        if "targets" in report:
+            print("\n" + spread_over.table(report["targets"]))
         if soaked is not None:
             print("\n" + soak_text(soaked))
     for problem in problems:
