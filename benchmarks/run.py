@@ -1,6 +1,6 @@
 """Scale benchmark: the exporter against the standalone simulator, measured against the physical floor.
 
-    python -m benchmarks.run [--sizes 25,100,250,500,1250,2500] [--latency-ms 20] [--concurrency 16] [--scrapes 20]
+    python -m benchmarks.run [--sizes 25,100,250,500,1250,2500] [--latency-ms 20] [--concurrency 16] [--scrapes 10]
                              [--rounds 5] [--soak-scrapes 300] [--soak-jobs 500] [--soak-warmup 100] [--json FILE]
                              [--targets 1,10] [--quick]
     python -m benchmarks.run --churn [--churn-days 30] [--churn-scrapes 800] [--churn-jobs 80] [--json FILE]
@@ -619,7 +619,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, default=16, help="max_concurrency of every target")
     parser.add_argument("--batch-size", type=int, default=50, help="Cloud Stream job ids per metrics call")
-    parser.add_argument("--scrapes", type=int, default=20, help="measured scrapes per size (after warm-up)")
+    parser.add_argument("--scrapes", type=int, default=10, help="measured scrapes per size (after warm-up)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5, help="exporter and floor rounds the scrapes are split in")
     parser.add_argument("--soak-scrapes", type=int, default=300, help="0 skips the RSS growth run")
