@@ -28,6 +28,7 @@ from typing import Any
 
 import requests
 import urllib3
+from requests.adapters import HTTPAdapter
 
 from exporter.exposition import Exposition, negotiate
 from exporter.metrics import Output
@@ -50,36 +51,41 @@ LABELS = {
 
 
 def record(config: dict[str, Any]) -> tuple[list[list[Call]], tuple[Output, ...]]:
-    """The calls of one steady-state scrape of `config`, per target (per HTTP session), and its samples.
+    """The calls of one steady-state scrape of `config`, per target, and its samples.
 
     The exporter's collectors run here twice: the first collection logs in, discovers and reads the immutable
-    details that a steady-state scrape does not read again; the second is recorded (signed, with session headers).
+    details that a steady-state scrape does not read again; the second is recorded (signed, with session headers)
+    where every requests call ends, in its transport adapter, one target after another.
     """
     from exporter.app import Exporter, root_model
     from exporter.logs import Redactor
 
     exporter = Exporter(root_model().model_validate(config), Redactor().sink)
     runners = list(exporter.app.runners.by_name.values())
-    recorded: dict[int, list[Call]] = {}
+    targets: list[list[Call]] = []
     lock = threading.Lock()
-    original = requests.Session.send
+    original = HTTPAdapter.send
 
-    def recording(session: requests.Session, request: requests.PreparedRequest, **kwargs: Any) -> Any:
+    def recording(adapter: HTTPAdapter, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
         body = request.body.encode() if isinstance(request.body, str) else request.body
-        call = (str(request.method), str(request.url), dict(request.headers), body)
         with lock:
-            recorded.setdefault(id(session), []).append(call)
-        return original(session, request, **kwargs)
+            targets[-1].append((str(request.method), str(request.url), dict(request.headers), body))
+        return original(adapter, request, *args, **kwargs)
 
     try:
         for runner in runners:
             runner.collect()
-        requests.Session.send = recording  # type: ignore[method-assign,assignment]
-        outputs = tuple(runner.collect() for runner in runners)
+        HTTPAdapter.send = recording  # type: ignore[method-assign,assignment]
+        outputs = []
+        for runner in runners:
+            targets.append([])
+            outputs.append(runner.collect())
     finally:
-        requests.Session.send = original  # type: ignore[method-assign]
+        HTTPAdapter.send = original  # type: ignore[method-assign]
         exporter.close()
-    return list(recorded.values()), outputs
+    if not any(targets):
+        raise RuntimeError("the collections sent no request through requests: nothing to replay")
+    return targets, tuple(outputs)
 
 
 def write_calls(targets: list[list[Call]], path: Path) -> None:
