@@ -35,6 +35,7 @@ class DaemonPool:
         self._waiting: list[Lane] = []  # lanes with items not yet started
         self._size = 0
         self._workers = 0
+        self._running = 0  # calls running, of open lanes and of closed ones alike
         self._idle = 0
         self._started = 0
         self._stopped = False
@@ -99,7 +100,7 @@ class DaemonPool:
 
     def _pick(self) -> Lane | None:
         """The waiting lane with the fewest calls running that may start one more; call with the lock held."""
-        free = self._size - sum(lane.running for lane in self._open)
+        free = self._size - self._running
         owed = sum(1 for lane in self._open if lane.running == 0)
         best: Lane | None = None
         for lane in self._waiting:
@@ -120,6 +121,7 @@ class DaemonPool:
             with self._cond:
                 if lane is not None and batch is not None:
                     lane.running -= 1
+                    self._running -= 1
                     batch.settle(index, outcome)
                     lane = batch = None
                 while (lane := self._pick()) is None:
@@ -137,6 +139,7 @@ class DaemonPool:
                     if not lane.queue:
                         self._waiting.remove(lane)
                 lane.running += 1
+                self._running += 1
                 if self._idle and self._waiting:
                     self._cond.notify()  # another lane (or more of this one) may start too
             try:
