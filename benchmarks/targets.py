@@ -8,10 +8,10 @@ exporter process collects them as one target, another the same dataflows split i
 disjoint lists, each target at `--concurrency`. With `--baseline REV`, two more exporters run the source of that
 git revision (exported to a temporary directory), so before and after are measured side by side. Every exporter
 is scraped twice first (login, first reads of each run), then the rounds scrape each in turn, so the layouts and
-revisions are interleaved (A/B/A/B): per scrape, the exporter's CPU seconds (user and system, /proc/<pid>/stat),
-its context switches (voluntary and not, summed over its threads in /proc/<pid>/task; a thread that ended
-within the scrape is not counted) and its threads after it. It prints the median and the spread (min-max) of
-each, the ratio of split to one target, and the load average.
+revisions are interleaved (A/B/A/B): per scrape, its wall time, the exporter's CPU seconds (user and system,
+/proc/<pid>/stat), its context switches (voluntary and not, summed over its threads in /proc/<pid>/task; a
+thread that ended within the scrape is not counted) and its threads after it. It prints the median and the spread
+(min-max) of each, the ratio of split to one target, and the load average.
 """
 
 from __future__ import annotations
@@ -72,15 +72,17 @@ class Exporter:
 
     def scrape(self, session: requests.Session, measured: bool) -> None:
         before = self.counters()
+        started = time.monotonic()
         response = session.get(f"{self.url}/metrics", timeout=SCRAPE_TIMEOUT, headers={"Accept": PROMETHEUS_ACCEPT})
         response.raise_for_status()
         if not all_succeeded(response.content):
             raise RuntimeError(f"{self.label}: a target's collection failed")
         after = self.counters()
+        wall = time.monotonic() - started
         if measured:
             cpu = after["user"] + after["system"] - before["user"] - before["system"]
             row = {key: after[key] - before[key] for key in ("user", "system", "voluntary", "involuntary")}
-            for key, value in {"cpu": cpu, **row, "threads": after["threads"]}.items():
+            for key, value in {"wall": wall, "cpu": cpu, **row, "threads": after["threads"]}.items():
                 self.figures.setdefault(key, []).append(value)
 
 
@@ -199,14 +201,17 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.concurrency} per target, {args.rounds} interleaved rounds; median (min-max) per scrape"
     )
     print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs")
-    header = f"{'exporter':<28} {'cpu s':>20} {'user s':>20} {'system s':>20} {'ctx switches':>24} {'threads':>8}"
+    columns = ("wall s", "cpu s", "user s", "system s")
+    header = f"{'exporter':<28} " + " ".join(f"{c:>20}" for c in columns) + f" {'ctx switches':>24} {'threads':>8}"
     print(header)
     print("-" * len(header))
     for exporter in exporters:
         f = exporter.figures
         switches = [v + i for v, i in zip(f["voluntary"], f["involuntary"], strict=True)]
         print(
-            f"{exporter.label:<28} {summary(f['cpu']):>20} {summary(f['user']):>20} {summary(f['system']):>20} "
+            f"{exporter.label:<28} "
+            + " ".join(f"{summary(f[key]):>20}" for key in ("wall", "cpu", "user", "system"))
+            + " "
             f"{summary(switches, digits=0):>24} {statistics.median(f['threads']):>8.0f}"
         )
     for index in range(0, len(exporters), 2):
