@@ -186,8 +186,8 @@ def hung_call(pool_kind: str, port: int, read_timeout: float) -> None:
     signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
     call = functools.partial(requests.get, f"http://127.0.0.1:{port}/", timeout=read_timeout)
     if pool_kind == "DaemonPool":
-        pool = DaemonPool(1, "upstream")
-        pool.submit(call)
+        pool = DaemonPool()
+        pool.lane(1).start([None], lambda _: call())
         stop.wait()
         pool.shutdown()
     else:

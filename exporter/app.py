@@ -1,8 +1,9 @@
 """The composition root: settings -> runners -> the HTTP app, and where a configuration comes from.
 
-Everything one exporter process shares is made here once: its own metrics registry, the telemetry on it and
-the exposition. A configuration becomes runners (one per target, each with its collector, HTTP session, error
-tracker and secret sink); a reload builds new runners the same way and swaps them in.
+Everything one exporter process shares is made here once: its own metrics registry, the telemetry on it, the
+exposition and the pool of upstream workers. A configuration becomes runners (one per target, each with its
+collector, HTTP session, lane of the pool, error tracker and secret sink); a reload builds new runners the same
+way and swaps them in.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from exporter.scrape import Runners, TargetRunner
 from exporter.server import ExporterApp
 from exporter.settings import ConfigError, RootSettings, TargetSettings, load_settings, settings_model
 from exporter.telemetry import Telemetry
+from exporter.workers import DaemonPool
 
 if TYPE_CHECKING:
     from exporter.demo import Demo
@@ -64,6 +66,7 @@ class Exporter:
         PlatformCollector(registry=self.registry)
         self.telemetry = Telemetry(self.registry)
         self._sinks = sinks
+        self.pool = DaemonPool()  # lives with the process: reloads open and close lanes on it
         exposition = Exposition(all_families(platform_families()))
         self.app = ExporterApp(self.build(settings), exposition, self.registry, telemetry_path)
 
@@ -95,6 +98,7 @@ class Exporter:
         return TargetRunner(
             collector,
             ErrorTracker(platform, target.name, self.telemetry),
+            self.pool.lane(target.max_concurrency),
             settings.scrape_budget_seconds,
             settings.min_interval_seconds,
             settings.state_series,
@@ -102,3 +106,4 @@ class Exporter:
 
     def close(self) -> None:
         self.app.runners.close()
+        self.pool.shutdown()

@@ -20,7 +20,7 @@ import structlog
 from exporter.collectors.base import ErrorTracker, ScrapeContext, TargetCollector
 from exporter.http import Deadline
 from exporter.metrics import JOBS_DISCOVERED, SCRAPE_DURATION, SCRAPE_SUCCESS, Output
-from exporter.workers import DaemonPool
+from exporter.workers import Lane
 
 log = structlog.get_logger("exporter.scrape")
 GRACE_SECONDS = 0.3
@@ -37,12 +37,14 @@ class Begun(NamedTuple):
 
 
 class TargetRunner:
-    """Collects one target: budget, in-flight sharing, result reuse, error accounting."""
+    """Collects one target: budget, in-flight sharing, result reuse, error accounting; its upstream calls run on
+    its lane of the process's pool."""
 
     def __init__(
         self,
         collector: TargetCollector[Any],
         errors: ErrorTracker,
+        lane: Lane,
         budget_seconds: float,
         min_interval: float,
         state_series: str = "full",
@@ -54,7 +56,7 @@ class TargetRunner:
         self._min_interval = min_interval
         self._sparse = state_series == "sparse"
         self._errors = errors
-        self._pool = DaemonPool(collector.settings.max_concurrency, f"upstream-{self.name}")
+        self._lane = lane
         self._lock = threading.Lock()
         self._in_flight: Future[Output] | None = None
         self._last: Output | None = None
@@ -100,7 +102,7 @@ class TargetRunner:
     def _run(self, future: Future[Output], budget: float) -> None:
         out = Output(self.platform, self.name, sparse=self._sparse)
         started = time.monotonic()
-        ctx = ScrapeContext(Deadline(budget), self._pool, self._errors)
+        ctx = ScrapeContext(Deadline(budget), self._lane, self._errors)
         try:
             self.collector.collect(ctx, out)
         except Exception as exc:  # noqa: BLE001 - collect() must never take the scrape down
@@ -129,7 +131,7 @@ class TargetRunner:
         return out
 
     def close(self) -> None:
-        self._pool.shutdown()
+        self._lane.close()
         self.collector.close()
 
 

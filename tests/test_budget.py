@@ -17,6 +17,7 @@ from exporter.metrics import JobRef, Output
 from exporter.scrape import Runners, TargetRunner
 from exporter.settings import TargetSettings
 from exporter.telemetry import Telemetry
+from exporter.workers import DaemonPool
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -104,6 +105,7 @@ def test_stuck_targets_overrun_together_not_one_after_another() -> None:
             TargetRunner(
                 _Stuck(settings, Upstream("test", settings, telemetry), Redactor().sink()),
                 ErrorTracker("test", name, telemetry),
+                DaemonPool().lane(4),
                 budget_seconds=1.0,
                 min_interval=0,
             )

@@ -19,7 +19,7 @@ from tests.conftest import Logged
 
 
 def context() -> ScrapeContext:
-    return ScrapeContext(Deadline(5.0), DaemonPool(2, "test"), ErrorTracker("p", "t", Telemetry(CollectorRegistry())))
+    return ScrapeContext(Deadline(5.0), DaemonPool().lane(2), ErrorTracker("p", "t", Telemetry(CollectorRegistry())))
 
 
 def directory(*configured: str, **discovery: Any) -> JobDirectory:

@@ -134,6 +134,8 @@ def test_swap_closes_the_old_collectors_and_forgets_removed_targets(sim: Simulat
     write(path, config(sim, tmp_path, ("alpha", "gone")))
     exporter = InProcess(path)
     assert value(parse(get(exporter.app, "/metrics")[1]), "ingestion_scrape_success", target="gone") == 1
+    pool = exporter.exporter.pool
+    assert pool.size == 4 + 1  # the largest max_concurrency, and one worker owed to the other target
     old = exporter.app.runners
     closed = threading.Event()
     real_close = old.close
@@ -144,6 +146,7 @@ def test_swap_closes_the_old_collectors_and_forgets_removed_targets(sim: Simulat
     assert status.startswith("200"), body
     assert exporter.app.runners is not old
     assert closed.wait(5), "the replaced collectors were not closed"
+    assert exporter.exporter.pool is pool and pool.size == 4, "the pool lives with the process, sized by its lanes"
     samples = parse(get(exporter.app, "/metrics")[1])
     assert value(samples, "ingestion_scrape_success", target="alpha") == 1
     assert not [key for key in samples if ("target", "gone") in key[1]], "series of a removed target remain"

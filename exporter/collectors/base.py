@@ -11,7 +11,6 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import wait
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, get_args, get_origin
 
 import pydantic
@@ -22,7 +21,7 @@ from exporter.metrics import Family, JobRef, Output, snake_case
 from exporter.settings import DiscoverySettings, TargetSettings, platform_of
 from exporter.sharding import EVERY_JOB, Shard
 from exporter.telemetry import Reason, Telemetry
-from exporter.workers import DaemonPool
+from exporter.workers import Lane
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -157,41 +156,30 @@ class SecretSink(Protocol):
 
 
 class ScrapeContext:
-    """One collection's deadline, its bounded pool of upstream calls and its error record."""
+    """One collection's deadline, its target's lane of upstream calls and its error record."""
 
-    def __init__(self, deadline: Deadline, pool: DaemonPool, errors: ErrorTracker) -> None:
+    def __init__(self, deadline: Deadline, lane: Lane, errors: ErrorTracker) -> None:
         self.deadline = deadline
-        self._pool = pool
+        self._lane = lane
         self.errors = errors
 
     def each_job(self, jobs: Sequence[JobRef], out: Output, read: Callable[[JobRef, Output], None]) -> None:
         """Read every job concurrently into its own buffer; one that fails or overruns becomes `unknown` alone."""
-        buffers = {job.job_id: out.child() for job in jobs}
-        futures = {self._pool.submit(read, job, buffers[job.job_id]): job for job in jobs}
-        done, pending = wait(futures, timeout=max(0.0, self.deadline.remaining()) + 0.2)
-        for future in pending:
-            future.cancel()
-        for future, job in futures.items():
-            error = future.exception() if future in done else TimeoutError("no answer within the scrape budget")
+        buffers = [out.child() for _ in jobs]
+        results = self._lane.run(range(len(jobs)), lambda i: read(jobs[i], buffers[i]), self._wait())
+        for job, buffer, error in zip(jobs, buffers, results, strict=True):
             if error is None:
-                out.extend(buffers[job.job_id])
+                out.extend(buffer)
             else:
                 self.errors.record(error, f"job {job.job_id}", job_id=job.job_id, job_name=job.job_name)
                 out.job_unknown(job)
 
     def map(self, items: Iterable[T], call: Callable[[T], R]) -> list[R | BaseException]:
         """Run calls concurrently within the budget; results in order, an exception in place of a failure."""
-        futures = [self._pool.submit(call, item) for item in items]
-        done, _ = wait(futures, timeout=max(0.0, self.deadline.remaining()) + 0.2)
-        results: list[R | BaseException] = []
-        for future in futures:
-            if future not in done:
-                future.cancel()
-                results.append(TimeoutError("no answer within the scrape budget"))
-            else:
-                error = future.exception()
-                results.append(future.result() if error is None else error)
-        return results
+        return self._lane.run(list(items), call, self._wait())
+
+    def _wait(self) -> float:
+        return max(0.0, self.deadline.remaining()) + 0.2
 
 
 class JobDirectory:
