@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
 
 from exporter import __version__
 
@@ -118,16 +119,12 @@ class Upstream:
         started = time.monotonic()
         outcome = "error"
         try:
-            response = self.session.request(
-                method,
-                url,
-                headers=headers,
-                params=params,
-                json=json_body,
-                data=data,
+            response = self.session.send(
+                self._prepare(method, url, headers, params, json_body, data),
                 timeout=timeout,
                 stream=True,
                 allow_redirects=False,
+                cert=self.session.cert,
                 **self._environment_for(url),
             )
             outcome = str(response.status_code)
@@ -160,6 +157,30 @@ class Upstream:
                 reason, f"HTTP {response.status_code}", status=response.status_code, body=_text(response)
             )
         return response
+
+    def _prepare(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        params: Mapping[str, Any] | None,
+        json_body: Any,
+        data: bytes | None,
+    ) -> requests.PreparedRequest:
+        """The request as `Session.request` would prepare it, without the merging that costs a seventh of a scrape's
+        CPU and changes nothing here: the session has no auth, params or hooks, and verify, proxies and cert are
+        given to `send` (see _environment_for)."""
+        merged = CaseInsensitiveDict(self.session.headers)
+        if headers:
+            merged.update(headers)
+        prepared = requests.PreparedRequest()
+        prepared.prepare_method(method)
+        prepared.prepare_url(url, params)
+        prepared.prepare_headers({name: value for name, value in merged.items() if value is not None})
+        prepared.prepare_cookies(self.session.cookies)  # the session's jar, which keeps none (see __init__)
+        prepared.prepare_body(data, None, json_body)
+        prepared.prepare_auth(None, url)  # user:password in a URL, as requests sends it
+        return prepared
 
     def _environment_for(self, url: str) -> dict[str, Any]:
         """verify and proxies for `url`: the target's own, else the environment's, merged the way requests does."""
