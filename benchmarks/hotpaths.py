@@ -7,7 +7,8 @@ The simulator runs once, in its own process. Each round runs one child process p
 `exporter` package exported from git, then this tree's), alternating, so both sides see the same load. A child
 builds the exporter in-process on the simulator's configuration, scrapes it through its WSGI app once to log in
 and discover, then reports the process CPU seconds of each following scrape, and micro-figures of the per-sample
-paths: building 2,000 jobs' samples through `Output` and rendering them. Figures are medians over the rounds, with
+paths: building 2,000 jobs' samples through `Output` and rendering them, and one request through `Upstream` to a
+canned answer. Figures are medians over the rounds, with
 the spread (min-max); the load average is printed, since the CPU time of a shared machine is noisy.
 """
 
@@ -27,6 +28,8 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
+import requests
+import urllib3
 import yaml
 
 from benchmarks.run import ROOT, simulator
@@ -34,6 +37,7 @@ from benchmarks.run import ROOT, simulator
 SCRAPES = 3
 MICRO_JOBS = 2000
 MICRO_REPEAT = 5
+MICRO_REQUESTS = 1000
 
 
 def child(config_file: Path, scrapes: int) -> dict[str, Any]:
@@ -57,6 +61,56 @@ def child(config_file: Path, scrapes: int) -> dict[str, Any]:
     finally:
         app.close()
     return {"exporter": exporter.__file__, "scrape_cpu": statistics.median(spent), **micro()}
+
+
+class _Canned(requests.adapters.BaseAdapter):
+    """Answers every request with the same JSON body and no socket, so a request costs only the client's and the
+    exporter's own work."""
+
+    def __init__(self, body: bytes) -> None:
+        super().__init__()
+        self.body = body
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        response = requests.Response()
+        response.status_code = 200
+        response.request = request
+        response.url = request.url or ""
+        raw_headers = {"Content-Type": "application/json", "Content-Length": str(len(self.body))}
+        response.raw = urllib3.HTTPResponse(BytesIO(self.body), headers=raw_headers, preload_content=False)
+        response.headers = requests.structures.CaseInsensitiveDict(raw_headers)
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+def request_seconds() -> float:
+    """Seconds per `Upstream.get_json` of a 1.2 KB JSON answer from a canned adapter, best of MICRO_REPEAT runs of
+    MICRO_REQUESTS: preparing, sending through the session and reading the answer, without the network."""
+    from prometheus_client import CollectorRegistry
+
+    from exporter.http import Deadline, Upstream
+    from exporter.settings import TargetSettings
+    from exporter.telemetry import Telemetry
+
+    upstream = Upstream("test", TargetSettings(name="t", platform="test"), Telemetry(CollectorRegistry()))
+    upstream.session.mount(
+        "http://", _Canned(json.dumps({"runs": [{"id": n, "state": "RUNNING"} for n in range(40)]}).encode())
+    )
+    deadline = Deadline(3600.0)
+    headers = {"IDS-SESSION-ID": "a-session-id"}
+    params = {"intervals": 5, "overall": "true"}
+
+    def replay() -> None:
+        for index in range(MICRO_REQUESTS):
+            url = f"http://127.0.0.1:9/sisvc/monitor/v1/statistics/dataflows/{index}"
+            upstream.get_json(url, endpoint="statistics", deadline=deadline, headers=headers, params=params)
+
+    replay()
+    best = min(_timed(replay) for _ in range(MICRO_REPEAT))
+    upstream.close()
+    return best / MICRO_REQUESTS
 
 
 def micro() -> dict[str, float]:
@@ -83,7 +137,7 @@ def micro() -> dict[str, float]:
     built = build()
     build_best = min(_timed(build) for _ in range(MICRO_REPEAT))
     render_best = min(_timed(lambda: render_chunks(families, [built], openmetrics=True)) for _ in range(MICRO_REPEAT))
-    return {"samples": len(built.samples), "build": build_best, "render": render_best}
+    return {"samples": len(built.samples), "build": build_best, "render": render_best, "request": request_seconds()}
 
 
 def _timed(function: Any) -> float:
@@ -162,6 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("scrape_cpu", 1000.0, "ms CPU per scrape, whole exporter in-process"),
         ("build", 1000.0, f"ms to build {sides['after'][0]['samples']:,} samples via Output"),
         ("render", 1000.0, "ms to render them (OpenMetrics)"),
+        ("request", 1e6, "us per Upstream.get_json of a canned answer, no network"),
     ):
         before = [figures[key] for figures in sides["before"]]
         after = [figures[key] for figures in sides["after"]]
