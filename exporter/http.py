@@ -32,6 +32,7 @@ ERROR_BODY_BYTES = 2048
 """An error answer's body is kept (to read the vendor's code and message, and for the log) only when it is at most
 this long, and then whole: a cut could leave the start of an echoed secret, which masking cannot recognise."""
 _CHUNK_BYTES = 64 * 1024
+_QUERIES_KEPT = 64
 _SHORT_TEXT = 120
 
 
@@ -89,6 +90,7 @@ class Upstream:
         # Credentials never come from ~/.netrc, only from the configuration.
         self.session.trust_env = False
         self._environment: dict[str, dict[str, Any]] = {}
+        self._queries: dict[tuple[tuple[str, type, Any], ...], str | bytes] = {}
 
     def back_off(self, seconds: float) -> None:
         """Send nothing to this upstream for a while (after 429 or a vendor's throttling code)."""
@@ -175,12 +177,26 @@ class Upstream:
             merged.update(headers)
         prepared = requests.PreparedRequest()
         prepared.prepare_method(method)
-        prepared.prepare_url(url, params)
+        prepared.prepare_url(url, self._query(params) if params else None)
         prepared.prepare_headers({name: value for name, value in merged.items() if value is not None})
         prepared.prepare_cookies(self.session.cookies)  # the session's jar, which keeps none (see __init__)
         prepared.prepare_body(data, None, json_body)
         prepared.prepare_auth(None, url)  # user:password in a URL, as requests sends it
         return prepared
+
+    def _query(self, params: Mapping[str, Any]) -> str | bytes:
+        """The query string requests makes of `params`, remembered: the same few parameter sets come back for
+        every job, and requests' encoding of one costs two failing Protocol isinstance checks (~70 us)."""
+        try:
+            key = tuple((name, type(value), value) for name, value in params.items())  # 1, 1.0 and True differ
+            found = self._queries.get(key)
+        except TypeError:  # a list among the values: not hashable, so not remembered
+            return _encode_params(params)
+        if found is None:
+            if len(self._queries) >= _QUERIES_KEPT:
+                self._queries.clear()
+            found = self._queries[key] = _encode_params(params)
+        return found
 
     def _environment_for(self, url: str) -> dict[str, Any]:
         """verify and proxies for `url`: the target's own, else the environment's, merged the way requests does."""
@@ -198,6 +214,13 @@ class Upstream:
 
     def close(self) -> None:
         self.session.close()
+
+
+def _encode_params(params: Mapping[str, Any]) -> str | bytes:
+    """requests' own encoding of request parameters into a query string."""
+    encoded = requests.models.RequestEncodingMixin._encode_params(params)  # type: ignore[attr-defined]
+    assert isinstance(encoded, str | bytes), "a mapping encodes to text"
+    return encoded
 
 
 def _origin(url: str) -> str:
