@@ -85,32 +85,47 @@ class _Canned(requests.adapters.BaseAdapter):
         pass
 
 
-def request_seconds() -> float:
-    """Seconds per `Upstream.get_json` of a 1.2 KB JSON answer from a canned adapter, best of MICRO_REPEAT runs of
-    MICRO_REQUESTS: preparing, sending through the session and reading the answer, without the network."""
+def request_seconds() -> dict[str, float]:
+    """Seconds per request of a 1.2 KB JSON answer from a canned adapter, without the network, best of MICRO_REPEAT
+    runs of MICRO_REQUESTS: through `Upstream.get_json` (preparing, sending, reading within the budget), and the
+    two floors of the issue with a bare session, `Session.request` and `send` of a request prepared beforehand,
+    each followed by `json.loads`."""
     from prometheus_client import CollectorRegistry
 
     from exporter.http import Deadline, Upstream
     from exporter.settings import TargetSettings
     from exporter.telemetry import Telemetry
 
+    canned = _Canned(json.dumps({"runs": [{"id": n, "state": "RUNNING"} for n in range(40)]}).encode())
     upstream = Upstream("test", TargetSettings(name="t", platform="test"), Telemetry(CollectorRegistry()))
-    upstream.session.mount(
-        "http://", _Canned(json.dumps({"runs": [{"id": n, "state": "RUNNING"} for n in range(40)]}).encode())
-    )
+    upstream.session.mount("http://", canned)
+    bare = requests.Session()
+    bare.mount("http://", canned)
     deadline = Deadline(3600.0)
     headers = {"IDS-SESSION-ID": "a-session-id"}
-    params = {"intervals": 5, "overall": "true"}
+    params: dict[str, str | int] = {"intervals": 5, "overall": "true"}
+    urls = [f"http://127.0.0.1:9/sisvc/monitor/v1/statistics/dataflows/{index}" for index in range(MICRO_REQUESTS)]
+    prepared = [bare.prepare_request(requests.Request("GET", url, headers, params=params)) for url in urls]
 
-    def replay() -> None:
-        for index in range(MICRO_REQUESTS):
-            url = f"http://127.0.0.1:9/sisvc/monitor/v1/statistics/dataflows/{index}"
+    def exporter() -> None:
+        for url in urls:
             upstream.get_json(url, endpoint="statistics", deadline=deadline, headers=headers, params=params)
 
-    replay()
-    best = min(_timed(replay) for _ in range(MICRO_REPEAT))
+    def session_request() -> None:
+        for url in urls:
+            json.loads(bare.request("GET", url, headers=headers, params=params, timeout=30).content)
+
+    def send_prepared() -> None:
+        for request in prepared:
+            json.loads(bare.send(request, timeout=30).content)
+
+    figures = {}
+    for name, replay in (("request", exporter), ("session_request", session_request), ("send", send_prepared)):
+        replay()
+        figures[name] = min(_timed(replay) for _ in range(MICRO_REPEAT)) / MICRO_REQUESTS
     upstream.close()
-    return best / MICRO_REQUESTS
+    bare.close()
+    return figures
 
 
 def micro() -> dict[str, float]:
@@ -137,7 +152,7 @@ def micro() -> dict[str, float]:
     built = build()
     build_best = min(_timed(build) for _ in range(MICRO_REPEAT))
     render_best = min(_timed(lambda: render_chunks(families, [built], openmetrics=True)) for _ in range(MICRO_REPEAT))
-    return {"samples": len(built.samples), "build": build_best, "render": render_best, "request": request_seconds()}
+    return {"samples": len(built.samples), "build": build_best, "render": render_best, **request_seconds()}
 
 
 def _timed(function: Any) -> float:
@@ -217,6 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("build", 1000.0, f"ms to build {sides['after'][0]['samples']:,} samples via Output"),
         ("render", 1000.0, "ms to render them (OpenMetrics)"),
         ("request", 1e6, "us per Upstream.get_json of a canned answer, no network"),
+        ("session_request", 1e6, "us per bare Session.request + json.loads, the same"),
+        ("send", 1e6, "us per bare send(prepared) + json.loads, the same"),
     ):
         before = [figures[key] for figures in sides["before"]]
         after = [figures[key] for figures in sides["after"]]
