@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -58,9 +59,10 @@ def child(config_file: Path, scrapes: int) -> dict[str, Any]:
             status, _body = get(app.app, "/metrics")
             spent.append(time.process_time() - started)
             assert status.startswith("200"), status
+        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the micro-figures add theirs
     finally:
         app.close()
-    return {"exporter": exporter.__file__, "scrape_cpu": statistics.median(spent), **micro()}
+    return {"exporter": exporter.__file__, "scrape_cpu": statistics.median(spent), "peak_rss": peak_mib, **micro()}
 
 
 class _Canned(requests.adapters.BaseAdapter):
@@ -229,6 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{'':<24}{'before: median (min-max)':>26}{'after: median (min-max)':>26}")
     for key, unit, label in (
         ("scrape_cpu", 1000.0, "ms CPU per scrape, whole exporter in-process"),
+        ("peak_rss", 1.0, "MiB peak RSS after the scrapes"),
         ("build", 1000.0, f"ms to build {sides['after'][0]['samples']:,} samples via Output"),
         ("render", 1000.0, "ms to render them (OpenMetrics)"),
         ("request", 1e6, "us per Upstream.get_json of a canned answer, no network"),

@@ -21,7 +21,7 @@ def test_a_small_hotpaths_run_prints_before_and_after_for_every_figure() -> None
     )
     assert done.returncode == 0, done.stderr[-2000:]
     lines = {line.split()[0]: line for line in done.stdout.splitlines() if line.strip()}
-    for figure in ("scrape_cpu", "build", "render", "request", "session_request", "send"):
+    for figure in ("scrape_cpu", "peak_rss", "build", "render", "request", "session_request", "send"):
         assert figure in lines, done.stdout
         assert " x" in lines[figure]  # the after / before ratio
     assert "24,000 samples" in lines["build"]
