@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from typing import Literal
 
 NAMESPACE = "ingestion"
@@ -44,6 +45,12 @@ class Family:
     @property
     def full_name(self) -> str:
         return f"{NAMESPACE}_{self.name}"
+
+    @cached_property
+    def after_job(self) -> tuple[str, ...] | None:
+        """The label names after the job's four, when the family starts with them (most do): `Output.add` then
+        builds the values as a tuple straight away, with no dictionary per sample."""
+        return self.labels[len(JOB_LABELS) :] if self.labels[: len(JOB_LABELS)] == JOB_LABELS else None
 
 
 def gauge(name: str, help_text: str, labels: tuple[str, ...]) -> Family:
@@ -136,6 +143,7 @@ _SNAKE_SPLIT = re.compile(r"[^0-9a-zA-Z]+")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
+@lru_cache(maxsize=1024)  # vendor states are a handful of values, seen again for every job; bounded all the same
 def snake_case(value: str) -> str:
     """`Up and Running` -> `up_and_running`, `jobRunning` -> `job_running`: vendor values as label values."""
     spaced = _CAMEL.sub("_", value.strip())
@@ -162,12 +170,19 @@ class Output:
 
     def add(self, family: Family, value: float, job: JobRef | None = None, **labels: str) -> None:
         """Add one sample; platform, target and the job labels are filled in from context."""
+        self.samples.append((family, self._values(family, job, labels), float(value)))
+
+    def _values(self, family: Family, job: JobRef | None, labels: dict[str, str]) -> tuple[str, ...]:
+        """The sample's label values in the family's order."""
+        after_job = family.after_job if job is not None else None
+        if job is not None and after_job is not None and len(after_job) == len(labels):
+            return (self.platform, self.target, job.job_id, job.job_name, *[labels[name] for name in after_job])
         values: dict[str, str] = {"platform": self.platform, "target": self.target}
         if job is not None:
             values["job_id"] = job.job_id
             values["job_name"] = job.job_name
         values.update(labels)
-        self.samples.append((family, tuple(values[name] for name in family.labels), float(value)))
+        return tuple(values[name] for name in family.labels)
 
     def add_optional(self, family: Family, value: float | None, job: JobRef, **labels: str) -> None:
         """Add a sample only when the upstream gave a value: absent data stays absent, never 0."""
@@ -180,8 +195,11 @@ class Output:
         if self.sparse:
             self.add(family, 1.0, job, state=current, **labels)
             return
+        values = list(self._values(family, job, {**labels, "state": ""}))
+        where = family.labels.index("state")
         for state in STATES:
-            self.add(family, 1.0 if state == current else 0.0, job, state=state, **labels)
+            values[where] = state
+            self.samples.append((family, tuple(values), 1.0 if state == current else 0.0))
 
     def job_state(self, job: JobRef, state: str, vendor_state: str | None) -> None:
         self.state_set(JOB_STATE, state, job)
