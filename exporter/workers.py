@@ -4,7 +4,9 @@ A pool per target cost the process a thread per call in flight of every target a
 160 threads contending for the GIL, and the CPU of the same jobs rose with the number of targets. One pool for
 the process keeps the calls in flight near one target's, whatever the number of targets.
 
-Its size follows the lanes open: the largest lane's limit plus one worker for each other lane. A lane never has
+Its size follows the lanes open: the sum of their limits up to UPSTREAM_WORKERS (so a few targets keep every call
+in flight a pool of their own gave them), and past it the larger of UPSTREAM_WORKERS and the largest lane's limit
+plus one worker for each other lane (ten targets of 16: 64 workers, not 160). A lane never has
 more calls running than its limit, and a worker goes to the waiting lane with the fewest running; a lane with
 nothing running is always owed one worker (a lane that has some may not take the last worker another one is
 owed), so one slow or hung target holds at most its limit and never the workers the others need to progress.
@@ -23,13 +25,15 @@ from typing import Any, Generic, TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 _PENDING = object()
+UPSTREAM_WORKERS = 64  # calls in flight at most for the whole process, unless one lane and a worker each need more
 
 
 class DaemonPool:
     """The process's upstream workers; lanes are opened per target and may outlive a configuration's reload."""
 
-    def __init__(self, name: str = "upstream") -> None:
+    def __init__(self, name: str = "upstream", most: int = UPSTREAM_WORKERS) -> None:
         self._name = name
+        self._most = most
         self._cond = threading.Condition(threading.Lock())
         self._open: list[Lane] = []
         self._waiting: list[Lane] = []  # lanes with items not yet started
@@ -63,7 +67,8 @@ class DaemonPool:
             self._cond.notify_all()
 
     def _resize(self) -> None:
-        self._size = max((lane.limit for lane in self._open), default=0) + max(0, len(self._open) - 1)
+        shared = max((lane.limit for lane in self._open), default=0) + max(0, len(self._open) - 1)
+        self._size = min(sum(lane.limit for lane in self._open), max(self._most, shared))
         self._cond.notify_all()  # workers past the size end; the reservations changed
 
     def _close(self, lane: Lane) -> None:

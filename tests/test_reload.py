@@ -135,7 +135,7 @@ def test_swap_closes_the_old_collectors_and_forgets_removed_targets(sim: Simulat
     exporter = InProcess(path)
     assert value(parse(get(exporter.app, "/metrics")[1]), "ingestion_scrape_success", target="gone") == 1
     pool = exporter.exporter.pool
-    assert pool.size == 4 + 1  # the largest max_concurrency, and one worker owed to the other target
+    assert pool.size == 4 + 4  # two targets of 4: a pool of their own each would have run as many
     old = exporter.app.runners
     closed = threading.Event()
     real_close = old.close

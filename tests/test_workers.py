@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from exporter.workers import DaemonPool, Lane
+from exporter.workers import UPSTREAM_WORKERS, DaemonPool, Lane
 
 WAIT = 10.0  # a bound on every wait: reached only when the pool is broken
 
@@ -50,7 +50,7 @@ class Upstream:
 
 @pytest.fixture
 def pool() -> Iterator[DaemonPool]:
-    pool = DaemonPool("test-upstream")
+    pool = DaemonPool("test-upstream", most=0)  # the smallest size: lanes share it
     yield pool
     pool.shutdown()
 
@@ -158,3 +158,24 @@ def test_past_the_wait_calls_running_time_out_and_the_rest_never_start(pool: Dae
 
 def test_an_empty_batch_returns_at_once(pool: DaemonPool) -> None:
     assert pool.lane(1).run([], str, WAIT) == []
+
+
+def test_a_few_targets_keep_every_call_a_pool_of_their_own_gave_them() -> None:
+    """Up to UPSTREAM_WORKERS calls in flight the pool is the sum of the lanes' limits: four platforms of 16 run
+    64 calls at once, as with a pool per target; past it the pool stops growing with the number of targets."""
+    pool = DaemonPool("test-upstream")
+    try:
+        upstream = Upstream()
+        lanes = [pool.lane(16) for _ in range(4)]
+        assert pool.size == 64 == UPSTREAM_WORKERS
+        threads = [run_in_thread(lane, list(range(20)), upstream.call(f"l{i}"))[0] for i, lane in enumerate(lanes)]
+        upstream.until(**{f"l{i}": 16 for i in range(4)})  # every lane at its limit at once
+        upstream.release.set()
+        for thread in threads:
+            thread.join(WAIT)
+        lanes += [pool.lane(16) for _ in range(6)]
+        assert pool.size == UPSTREAM_WORKERS  # ten targets of 16: 64 workers, not 160
+        lanes += [pool.lane(60)]
+        assert pool.size == 60 + 10  # one large lane and a worker for each other one
+    finally:
+        pool.shutdown()
