@@ -313,12 +313,12 @@ def test_run_that_fails_and_restarts_between_scrapes_pages_and_a_stop_does_not(s
     def firing() -> bool:
         return any(a["state"] == "firing" and labels_match(a["labels"], labels) for a in stack.prometheus.alerts())
 
-    wait_for("IngestionJobRunFailed to fire", firing, timeout=30, interval=0.1)
+    wait_for("IngestionJobRunFailed to fire", firing, timeout=60, interval=0.1)
     fired = time.monotonic() - started
     wait_for(
         "IngestionJobRunFailed to reach the ticket queue",
         lambda: find_alert(stack, since, "ingestion-tickets", "firing", **labels),
-        timeout=30,
+        timeout=60,
         interval=0.1,
     )
     delivered = time.monotonic() - started
@@ -332,9 +332,9 @@ def test_run_that_fails_and_restarts_between_scrapes_pages_and_a_stop_does_not(s
     assert stack.prometheus.query(f'ingestion_job_last_failure_timestamp_seconds{{job_id="{failing["id"]}"}}')
 
     restart(stack, "siren", stopping["id"], "stop-and-restart")
-    wait_for("the stopped run to be counted", lambda: counted(stopping, "stopped"), timeout=30)
+    wait_for("the stopped run to be counted", lambda: counted(stopping, "stopped"), timeout=60)
     counted_at = time.time()
-    wait_for("two rule evaluations after it", lambda: evaluated_after(stack, counted_at, 2), timeout=30)
+    wait_for("two rule evaluations after it", lambda: evaluated_after(stack, counted_at, 2), timeout=60)
     quiet = {"platform": "siren", "job_id": stopping["id"]}
     assert not [a for a in stack.prometheus.alerts() if labels_match(a["labels"], quiet)]
     assert not [a for _, a in stack.webhook.alerts(since) if labels_match(a["labels"], quiet)]
