@@ -2,7 +2,7 @@
 
     python -m benchmarks.run [--sizes 25,100,250,500,1250,2500] [--latency-ms 20] [--concurrency 16] [--scrapes 10]
                              [--rounds 5] [--soak-scrapes 300] [--soak-jobs 500] [--soak-warmup 100] [--json FILE]
-                             [--targets 1,10] [--quick]
+                             [--quick]
     python -m benchmarks.run --churn [--churn-days 30] [--churn-scrapes 800] [--churn-jobs 80] [--json FILE]
 
 For each size N (jobs per platform, four platforms) it starts `python -m exporter.simulator` and the exporter
@@ -22,7 +22,6 @@ rotations in a few minutes) and exits 1 when it finds something grew.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
 import os
@@ -632,9 +631,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--churn-days", type=float, default=30.0, help="simulated days of the churn soak")
     parser.add_argument("--churn-scrapes", type=int, default=CHURN_SCRAPES, help="scrapes over those days")
     parser.add_argument("--churn-jobs", type=int, default=CHURN_JOBS, help="live jobs per platform")
-    parser.add_argument(
-        "--targets", help="target counts, comma separated (e.g. 1,10): each platform's jobs split over that many"
-    )
     parser.add_argument("--shards", help="shard counts, comma separated: measure sharding instead of the sizes")
     parser.add_argument("--shard-jobs", type=int, default=500, help="jobs per platform of the shard counts")
     parser.add_argument("--big-shards", type=int, default=4, help="shard count of the big run; 0 skips it")
@@ -644,7 +640,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     args.shards = [int(count) for count in args.shards.split(",")] if args.shards else []
-    args.targets = [int(count) for count in args.targets.split(",")] if args.targets else []
     if args.quick:
         args.sizes, args.scrapes, args.warmup, args.rounds = "5", 3, 1, 3
         args.soak_scrapes, args.soak_jobs, args.latency_ms = 20, 5, min(args.latency_ms, 5.0)
@@ -709,14 +704,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for n in args.sizes:
                 results.append(measure_size(args, n, workdir))
                 print(table(results[-1:]).split("\n")[2], file=sys.stderr, flush=True)  # progress
-            if args.targets:  # the same jobs over 1 and N targets: benchmarks/targets.py, run(args, workdir)
-                spread_over = importlib.import_module("benchmarks.targets")
-                report["targets"] = spread_over.run(args, workdir)
             soaked = soak(args, workdir) if args.soak_scrapes > 0 else None
         report.update(results=results, soak=soaked)
         print(table(results))
-        if "targets" in report:
-            print("\n" + spread_over.table(report["targets"]))
         if soaked is not None:
             print("\n" + soak_text(soaked))
     for problem in problems:
