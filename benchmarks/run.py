@@ -119,7 +119,7 @@ def simulator(
         config = yaml.safe_load((workdir / "simulator-config.yml").read_text())
         yield process, url, json.loads(credentials.read_text()), config
     finally:
-        _stop(process)
+        stop(process)
 
 
 @contextmanager
@@ -152,7 +152,7 @@ def exporter(
         # the `listening` line is logged at info: with --log.level warning, poll the port from /proc instead
         yield process, "http://" + _listening_address(process)
     finally:
-        _stop(process)
+        stop(process)
 
 
 def _listening_address(process: subprocess.Popen[str], timeout: float = 60.0) -> str:
@@ -177,7 +177,8 @@ def _listening_address(process: subprocess.Popen[str], timeout: float = 60.0) ->
     raise RuntimeError("the exporter did not listen in time")
 
 
-def _stop(process: subprocess.Popen[str]) -> None:
+def stop(process: subprocess.Popen[Any]) -> None:
+    """Terminate a benchmark's child, kill it if it will not go, and close its output."""
     if process.poll() is None:
         process.terminate()
         try:

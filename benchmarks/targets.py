@@ -34,7 +34,7 @@ from typing import Any
 import requests
 import yaml
 
-from benchmarks.run import CLOCK_TICKS, PROMETHEUS_ACCEPT, ROOT, simulator
+from benchmarks.run import CLOCK_TICKS, PROMETHEUS_ACCEPT, ROOT, simulator, stop
 
 SCRAPE_TIMEOUT = 300.0
 
@@ -125,12 +125,7 @@ def exporter_process(label: str, source: Path, config: Path) -> Iterator[Exporte
                 time.sleep(0.1)
         yield Exporter(label, process, f"http://127.0.0.1:{port}")
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def split_config(simulated: dict[str, Any], parts: int, concurrency: int) -> dict[str, Any]:
