@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,15 @@ from exporter.simulator.targets import simulated_target
 MODEL = root_model()
 SIMULATED = tuple(platform for platform in COLLECTORS if platform in PLATFORMS)
 """Every platform the exporter collects and the simulator serves."""
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+REPOSITORY = Path(__file__).resolve().parents[1]
+SHARED = REPOSITORY.parent / "shared"
 """The project's shared documents beside the repository (the vendor notes and pages), as CI has them."""
+
+
+def run_benchmark(module: str, *arguments: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """`python -m benchmarks.<module> ARGUMENTS` from the repository root, its output captured as text."""
+    command = [sys.executable, "-m", f"benchmarks.{module}", *arguments]
+    return subprocess.run(command, cwd=REPOSITORY, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def shared_text(relative: str) -> str:

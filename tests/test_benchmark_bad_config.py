@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from benchmarks.bad_config import QUICK
+from tests.helpers import run_benchmark
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.timeout(120)
 
 
 def test_every_case_is_refused_in_one_line_and_every_failed_login_is_refused() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bad_config", "--ids", "1000", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=100,
-        check=False,
-    )
+    done = run_benchmark("bad_config", "--ids", "1000", "--quick", timeout=100)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [
         [cell.strip() for cell in line.strip("|").split("|")] for line in done.stdout.splitlines() if line[:2] == "| "

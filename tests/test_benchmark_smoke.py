@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,9 +12,8 @@ from prometheus_client.registry import Collector
 
 from exporter import exposition
 from exporter.metrics import JOB_STATE, JOBS_DISCOVERED, NODE_STATE, JobRef, Output, all_families, gauge
-from tests.helpers import SIMULATED
+from tests.helpers import SIMULATED, run_benchmark
 
-ROOT = Path(__file__).resolve().parents[1]
 PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
     "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
@@ -25,13 +22,7 @@ PROMETHEUS_ACCEPT = (
 
 def test_quick_benchmark_runs_and_reports_floors_and_ratios(tmp_path: Path) -> None:
     report_file = tmp_path / "bench.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--quick", "--json", str(report_file)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_benchmark("run", "--quick", "--json", str(report_file), timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "net floor" in done.stdout and "x floor" in done.stdout
     report = json.loads(report_file.read_text())
@@ -89,9 +80,7 @@ def test_shards_mode_shares_the_jobs_at_the_sharded_request_floor(tmp_path: Path
     report_file = tmp_path / "shards.json"
     arguments = ["--shards", "1,2", "--shard-jobs", "10", "--big-shards", "0", "--scrapes", "2", "--warmup", "1"]
     arguments += ["--latency-ms", "2", "--shard-interval", "0", "--json", str(report_file)]
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", *arguments], cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
+    done = run_benchmark("run", *arguments, timeout=60)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     one, two = json.loads(report_file.read_text())["shards"]
     assert (one["shards"], two["shards"]) == (1, 2) and len(two["cpu_per_scrape_by_shard_s"]) == 2
@@ -106,13 +95,7 @@ def test_shards_mode_shares_the_jobs_at_the_sharded_request_floor(tmp_path: Path
 def test_churn_mode_reports_the_soak_alone(tmp_path: Path) -> None:
     report_file = tmp_path / "churn.json"
     arguments = ["--churn", "--churn-days", "0.5", "--churn-scrapes", "60", "--churn-jobs", "5"]
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", *arguments, "--json", str(report_file)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_benchmark("run", *arguments, "--json", str(report_file), timeout=60)
     assert "churn soak: 0.5 simulated days in 60 scrapes" in done.stdout and "net floor" not in done.stdout
     # Five jobs a platform are too few for steady structures (tests/test_churn.py judges the soak): the exit
     # status is the verdict printed.
