@@ -37,6 +37,12 @@ def encoded_forms(secret: str) -> frozenset[str]:
     `\\uXXXX`, once and twice (a JSON request body echoed inside a JSON string); escaped once or not at all and
     URL-encoded (upper- or lower-case hex, `+` or `%20` for a space); and as it travels (in a header, or in a
     JSON body as `json.dumps` writes it) in base64, at each alignment it can have inside a longer text."""
+    if _UNRESERVED.fullmatch(secret):  # no escaping changes it (a session id, a hex signature): a tenth of the work
+        return frozenset({secret, *_base64_forms(secret.encode())} - {""})
+    return _escaped_forms(secret)
+
+
+def _escaped_forms(secret: str) -> frozenset[str]:
     on_the_wire = (secret, json.dumps(secret)[1:-1])
     once = {*on_the_wire, json.dumps(secret, ensure_ascii=False)[1:-1]}
     forms = once | {json.dumps(text, ensure_ascii=only)[1:-1] for text in once for only in (True, False)}
@@ -50,6 +56,7 @@ def encoded_forms(secret: str) -> frozenset[str]:
 
 
 _LOWER_HEX = re.compile(r"%[0-9A-F]{2}")
+_UNRESERVED = re.compile(r"[0-9A-Za-z._~-]*")  # what JSON and URL encoding leave as it is
 
 
 def _base64_forms(data: bytes) -> set[str]:
@@ -75,7 +82,8 @@ class Redactor:
         self._sinks: list[SecretSlots] = []
         self._held: dict[str, int] = {}  # form -> how many slots hold it
         self._order: list[tuple[int, str]] = []  # (-length, form): longest first, kept in order as forms come and go
-        self._ordered: tuple[str, ...] = ()  # what readers use, replaced whole on a change, never re-sorted per line
+        self._ordered: tuple[str, ...] = ()  # what readers use, replaced whole after a change, never re-sorted per line
+        self._changed = False  # forms came or went since `_ordered` was built
         self._lock = threading.Lock()
 
     def sink(self) -> SecretSlots:
@@ -92,10 +100,10 @@ class Redactor:
 
     def forms(self) -> int:
         """How many distinct texts are masked."""
-        return len(self._ordered)
+        return len(self._current())
 
     def redact(self, text: str) -> str:
-        return _masked_text(text, self._ordered)
+        return _masked_text(text, self._current())
 
     def __call__(self, _logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         """The structlog processor before the renderer: each value as it will be written, masked; keys untouched.
@@ -104,7 +112,7 @@ class Redactor:
         """
         texts: list[str] = []
         plain = {key: _plain(value, texts) for key, value in event.items()}
-        ordered = self._ordered
+        ordered = self._current()
         if ordered:
             text = "\0".join(texts)
             present = tuple(filter(text.__contains__, ordered))  # a loop in C: this runs for every line
@@ -125,6 +133,17 @@ class Redactor:
             if held is not None:
                 sink.replaced.append(held[1])
             self._update(forms, frozenset())
+
+    def _current(self) -> tuple[str, ...]:
+        """The forms, longest first, rebuilt on the first read after a change: a collection that signs hundreds of
+        requests (each signature a value of its own until the collection ends) rebuilds it at most once per logged
+        line, not once per signature, which made the cost of a collection grow with the square of its requests."""
+        if self._changed:
+            with self._lock:
+                if self._changed:
+                    self._ordered = tuple(form for _, form in self._order)
+                    self._changed = False
+        return self._ordered
 
     def _settle(self, sink: SecretSlots) -> None:
         with self._lock:
@@ -150,7 +169,7 @@ class Redactor:
             if self._held[form] == 0:
                 del self._held[form]
                 del self._order[bisect.bisect_left(self._order, (-len(form), form))]
-        self._ordered = tuple(form for _, form in self._order)
+        self._changed = True
 
 
 class SecretSlots:

@@ -423,11 +423,30 @@ def test_a_renewed_value_replaces_its_forms_and_order_is_kept_without_sorting_pe
     assert redactor.forms() > held, "the values replaced since the last collection ended are still masked"
     sink.settle()
     assert redactor.forms() == held
-    ordered = redactor._ordered
+    ordered = redactor._current()
     assert list(ordered) == sorted(ordered, key=len, reverse=True)
     for _ in range(100):
         redactor.redact("no secret here")
-    assert redactor._ordered is ordered, "the order is rebuilt only when a value changes"
+    assert redactor._current() is ordered, "the order is rebuilt only when a value changes"
+
+
+def test_values_put_between_two_log_lines_rebuild_the_order_once() -> None:
+    """A collection signing thousands of requests puts a new signature per request: the masks must not be rebuilt
+    per value (that made a collection's cost grow with the square of its requests), yet every value put before a
+    line is masked in it."""
+    redactor = logs.Redactor()
+    sink = redactor.sink()
+    signatures = [f"{index:064x}" for index in range(2000)]
+    for signature in signatures[:-1]:
+        sink.put("signature", signature)
+    assert redactor._ordered == (), "nothing was logged yet, so nothing was rebuilt"
+    sink.put("signature", signatures[-1])
+    text = " ".join(signatures)
+    assert redactor.redact(text) == " ".join([logs.MASK] * len(signatures))
+    ordered = redactor._ordered
+    assert redactor.redact(text) and redactor._ordered is ordered
+    sink.settle()
+    assert redactor.redact(text).count(logs.MASK) == 1, "only the value in use stays masked after the collection"
 
 
 def test_a_secret_that_cannot_be_sent_in_a_header_is_not_quoted(tmp_path: Path, echo: Echo) -> None:
@@ -464,3 +483,10 @@ def test_standard_library_log_messages_are_masked_too() -> None:
     line = stream.getvalue()
     assert line.startswith("level=warning logger=urllib3.connectionpool echo: ")
     assert not [form for form in leak_forms(secret) if form in line.split(" echo: ", 1)[1]]
+
+
+@given(st.text(alphabet="0123456789abcdefxyzABCXYZ._~-", max_size=80) | st.text(max_size=40))
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+def test_a_value_that_no_escaping_changes_has_the_same_forms_by_the_short_way(secret: str) -> None:
+    """Session ids and hex signatures take a shorter way to their forms; it must give exactly the full set."""
+    assert logs.encoded_forms(secret) == logs._escaped_forms(secret)
