@@ -38,7 +38,7 @@ from hypothesis import strategies as st
 from exporter import logs
 from exporter.app import Exporter
 from exporter.reload import Reloader
-from exporter.settings import load_settings
+from exporter.settings import MASK, load_settings
 from exporter.simulator import Simulator, SimulatorOptions
 from exporter.simulator.targets import write_private
 from tests.helpers import MODEL, get, simulated
@@ -442,11 +442,11 @@ def test_values_put_between_two_log_lines_rebuild_the_order_once() -> None:
     assert redactor._ordered == (), "nothing was logged yet, so nothing was rebuilt"
     sink.put("signature", signatures[-1])
     text = " ".join(signatures)
-    assert redactor.redact(text) == " ".join([logs.MASK] * len(signatures))
+    assert redactor.redact(text) == " ".join([MASK] * len(signatures))
     ordered = redactor._ordered
     assert redactor.redact(text) and redactor._ordered is ordered
     sink.settle()
-    assert redactor.redact(text).count(logs.MASK) == 1, "only the value in use stays masked after the collection"
+    assert redactor.redact(text).count(MASK) == 1, "only the value in use stays masked after the collection"
 
 
 def test_a_secret_that_cannot_be_sent_in_a_header_is_not_quoted(tmp_path: Path, echo: Echo) -> None:
