@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
-from requests.structures import CaseInsensitiveDict
+from requests.utils import check_header_validity
 
 from exporter import __version__
 
@@ -33,6 +33,7 @@ ERROR_BODY_BYTES = 2048
 this long, and then whole: a cut could leave the start of an echoed secret, which masking cannot recognise."""
 _CHUNK_BYTES = 64 * 1024
 _QUERIES_KEPT = 64
+_URLS_KEPT = 16384  # the URLs of 16,000 jobs' requests, about 4 MiB at most
 _SHORT_TEXT = 120
 
 
@@ -91,6 +92,10 @@ class Upstream:
         self.session.trust_env = False
         self._environment: dict[str, dict[str, Any]] = {}
         self._queries: dict[tuple[tuple[str, type, Any], ...], str | bytes] = {}
+        self._urls: dict[tuple[str, str | bytes | None], str | None] = {}
+        checked = requests.PreparedRequest()
+        checked.prepare_headers(self.session.headers)  # the session's own headers, checked once here
+        self._session_headers = checked.headers
 
     def back_off(self, seconds: float) -> None:
         """Send nothing to this upstream for a while (after 429 or a vendor's throttling code)."""
@@ -169,19 +174,34 @@ class Upstream:
         json_body: Any,
         data: bytes | None,
     ) -> requests.PreparedRequest:
-        """The request as `Session.request` would prepare it, without the merging that costs a seventh of a scrape's
-        CPU and changes nothing here: the session has no auth, params or hooks, and verify, proxies and cert are
-        given to `send` (see _environment_for)."""
-        merged = CaseInsensitiveDict(self.session.headers)
-        if headers:
-            merged.update(headers)
+        """The request as `Session.request` would prepare it, without the work that costs a sixth of a scrape's CPU
+        and gives the same request every time: the session has no auth, params or hooks (verify, proxies and cert
+        are given to `send`, see _environment_for), its own headers were checked once, its jar never holds a cookie
+        (see __init__), and the same URLs come back every scrape, so each is parsed and quoted once."""
         prepared = requests.PreparedRequest()
         prepared.prepare_method(method)
-        prepared.prepare_url(url, self._query(params) if params else None)
-        prepared.prepare_headers({name: value for name, value in merged.items() if value is not None})
-        prepared.prepare_cookies(self.session.cookies)  # the session's jar, which keeps none (see __init__)
+        query = self._query(params) if params else None
+        key = (url, query)
+        prepared.url = self._urls.get(key)
+        if prepared.url is None:
+            prepared.prepare_url(url, query)
+            if len(self._urls) >= _URLS_KEPT:
+                self._urls.clear()
+            self._urls[key] = prepared.url
+        prepared.headers = self._session_headers.copy()
+        for name, value in (headers or {}).items():
+            if value is None:  # as requests merges: None removes a session header
+                prepared.headers.pop(name, None)
+            else:
+                check_header_validity((name, value))
+                prepared.headers[name] = value
+        if self.session.cookies:  # never: the jar keeps none; requests' own look at an empty jar costs 6 us
+            prepared.prepare_cookies(self.session.cookies)
+        else:
+            prepared._cookies = self.session.cookies  # type: ignore[attr-defined]  # what prepare_cookies keeps
         prepared.prepare_body(data, None, json_body)
-        prepared.prepare_auth(None, url)  # user:password in a URL, as requests sends it
+        if "@" in (prepared.url or ""):  # user:password in a URL, as requests sends it
+            prepared.prepare_auth(None, url)
         return prepared
 
     def _query(self, params: Mapping[str, Any]) -> str | bytes:

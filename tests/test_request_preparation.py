@@ -20,6 +20,8 @@ CASES: list[dict[str, Any]] = [
     {"method": "POST", "url": "http://127.0.0.1:9/raw", "data": b"\x00body", "headers": {"Content-Type": "x/y"}},
     {"method": "GET", "url": "http://127.0.0.1:9/", "headers": {"accept": "text/plain", "X-Auth-Token": "secret"}},
     {"method": "GET", "url": "http://user:pa%20ss@127.0.0.1:9/with/credentials"},
+    {"method": "GET", "url": "HTTP://LocalHost:9/Path/é?a=b c", "headers": {"Accept": None, "X-Sdk-Date": "d"}},
+    {"method": "GET", "url": "http://127.0.0.1:9/mail@box/x", "params": {"at": "a@b"}},
 ]
 
 
@@ -50,4 +52,28 @@ def test_remembered_query_strings_tell_equal_values_of_other_types_apart() -> No
     client = Upstream("test", TargetSettings(name="t", platform="test"), Telemetry(CollectorRegistry()))
     urls = [client._prepare("GET", "http://127.0.0.1:9/", None, {"n": n}, None, None).url for n in (1, True, 1.0, 1)]
     assert urls == [f"http://127.0.0.1:9/?n={text}" for text in ("1", "True", "1.0", "1")]
+    client.close()
+
+
+@pytest.mark.parametrize("value", ["a\r\nSet-Cookie: x", " leading", "tab\tthen\n"])
+def test_a_header_value_requests_refuses_is_refused_the_same_way(value: str) -> None:
+    client = Upstream("test", TargetSettings(name="t", platform="test"), Telemetry(CollectorRegistry()))
+    with pytest.raises(requests.exceptions.InvalidHeader) as theirs:
+        client.session.prepare_request(requests.Request("GET", "http://127.0.0.1:9/", headers={"X-Token": value}))
+    with pytest.raises(requests.exceptions.InvalidHeader) as ours:
+        client._prepare("GET", "http://127.0.0.1:9/", {"X-Token": value}, None, None, None)
+    assert str(ours.value) == str(theirs.value)
+    client.close()
+
+
+def test_remembered_urls_stay_within_their_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("exporter.http._URLS_KEPT", 8)
+    client = Upstream("test", TargetSettings(name="t", platform="test"), Telemetry(CollectorRegistry()))
+    sizes = []
+    for job in range(50):
+        assert client._prepare("GET", f"http://127.0.0.1:9/jobs/{job}", None, None, None, None).url == (
+            f"http://127.0.0.1:9/jobs/{job}"
+        )
+        sizes.append(len(client._urls))
+    assert max(sizes) == 8 and sizes[-1] < 8
     client.close()
