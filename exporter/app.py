@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
-from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from exporter.collectors import COLLECTORS, platform_families, target_models
 from exporter.collectors.base import ErrorTracker, SecretSink
@@ -64,6 +64,7 @@ class Exporter:
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)  # python_gc_*: see cli.collect_young_garbage_less_often
         self.telemetry = Telemetry(self.registry)
         self._sinks = sinks
         self.pool = DaemonPool()  # lives with the process: reloads open and close lanes on it
