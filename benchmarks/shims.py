@@ -112,7 +112,7 @@ def exposition(args: argparse.Namespace, simulated: dict[str, Any], jobs: dict[s
     body = b"".join(Exposition(families).chunks(outputs, own, None))
     if body != b"".join(Exposition(families).chunks(outputs, client, None)):
         raise RuntimeError("the writer's body differs from prometheus_client's")
-    samples = sum(len(output.samples) for output in outputs)
+    samples = sum(len(output) for output in outputs)
 
     def rendering(fmt: Format) -> float:
         """Median wall time of one rendering, each by a new Exposition (one shares its last rendering)."""

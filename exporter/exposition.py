@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
-from exporter.metrics import Family, Output
+from exporter.metrics import STATES, Family, Output
 
 _VALUES = {0.0: "0.0", 1.0: "1.0"}
 _OPENMETRICS = "application/openmetrics-text"
@@ -123,10 +123,17 @@ def merge(families: Sequence[Family], outputs: Iterable[Output]) -> list[Metric]
     for family in families:
         built.setdefault(family.name, _empty(family))
     for output in outputs:
-        for family, values, value in output.samples:
+        for family, values, value in output.all_samples():
             labels = dict(zip(family.labels, values, strict=True))
             built[family.name].samples.append(Sample(family.full_name, labels, value))
     return [metric for metric in built.values() if metric.samples]
+
+
+def _escaped(values: tuple[str, ...]) -> tuple[str, ...]:
+    joined = "".join(values)
+    if "\\" in joined or '"' in joined or "\n" in joined:
+        return tuple(_escape(item) for item in values)
+    return values
 
 
 def _escape(value: str) -> str:
@@ -147,13 +154,14 @@ def _header(family: Family, openmetrics: bool) -> str:
     return f"# HELP {name} {_help(family.help, openmetrics)}\n# TYPE {name} {family.kind}\n"
 
 
-_Layout = tuple[io.BytesIO, list[str | None], slice, Callable[[tuple[str, ...]], Any]]
+_Layout = tuple[io.BytesIO, list[str | None], slice, Callable[[tuple[str, ...]], Any], int]
 
 
 def _layout(family: Family, target: io.BytesIO) -> _Layout:
     """Where a family's lines go, the fixed pieces of its line with a gap for each label value and for the value
-    (label names sorted), the slice of the value gaps and how to put the values in that order. Filling the gaps and
-    joining costs half of `str.format` on a template, which parses the template again for every line."""
+    (label names sorted), the slice of the value gaps, how to put the values in that order, and the gap of the
+    `state` label (-1 without one). Filling the gaps and joining costs half of `str.format` on a template, which
+    parses the template again for every line."""
     order = sorted(range(len(family.labels)), key=lambda index: family.labels[index])
     names = [family.labels[index] for index in order]
     fixed = [f'{family.full_name}{{{names[0]}="', *(f'",{name}="' for name in names[1:]), '"} '] if names else []
@@ -161,9 +169,10 @@ def _layout(family: Family, target: io.BytesIO) -> _Layout:
     parts: list[str | None] = [piece for text in fixed for piece in (text, None)]
     parts.append("\n")
     gaps = slice(1, 2 * len(order), 2)
+    state = 2 * names.index("state") + 1 if "state" in names else -1
     if len(order) > 1:
-        return target, parts, gaps, operator.itemgetter(*order)
-    return target, parts, gaps, (lambda values: (values[order[0]],)) if order else (lambda values: ())
+        return target, parts, gaps, operator.itemgetter(*order), state
+    return target, parts, gaps, (lambda values: (values[order[0]],)) if order else (lambda values: ()), state
 
 
 def render_chunks(families: Sequence[Family], outputs: Iterable[Output], *, openmetrics: bool = False) -> list[bytes]:
@@ -180,17 +189,19 @@ def render_chunks(families: Sequence[Family], outputs: Iterable[Output], *, open
     layouts: dict[int, _Layout] = {}
     for output in outputs:
         for family, values, value in output.samples:
-            layout = layouts.get(id(family))
-            if layout is None:
-                layout = layouts[id(family)] = _layout(family, buffers[family.name])
-            target, parts, gaps, sorted_values = layout
+            layout = layouts.get(id(family)) or layouts.setdefault(id(family), _layout(family, buffers[family.name]))
+            target, parts, gaps, sorted_values, _state = layout
             text = _VALUES.get(value) if copysign(1.0, value) > 0 else None  # -0.0 == 0.0 but prints "-0.0"
-            joined = "".join(values)
-            if "\\" in joined or '"' in joined or "\n" in joined:
-                values = tuple(_escape(item) for item in values)
-            parts[gaps] = sorted_values(values)
+            parts[gaps] = sorted_values(_escaped(values))
             parts[-2] = text or floatToGoString(value)  # type: ignore[no-untyped-call]
             target.write("".join(parts).encode())  # type: ignore[arg-type]  # every gap filled just now
+        for family, values, current in output.state_sets:
+            layout = layouts.get(id(family)) or layouts.setdefault(id(family), _layout(family, buffers[family.name]))
+            target, parts, gaps, sorted_values, where = layout
+            parts[gaps] = sorted_values(_escaped(values))
+            before, after = "".join(parts[:where]), "".join(parts[where + 1 : -2])  # type: ignore[arg-type]
+            lines = [f"{before}{state}{after}{'1.0' if state == current else '0.0'}\n" for state in STATES]
+            target.write("".join(lines).encode())  # the state set's eight lines at once
     chunks = []
     for name, buffer in buffers.items():
         if buffer.tell():

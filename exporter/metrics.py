@@ -7,7 +7,7 @@ README metrics table test and the dashboards all read one list.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import Literal
@@ -51,6 +51,11 @@ class Family:
         """The label names after the job's four, when the family starts with them (most do): `Output.add` then
         builds the values as a tuple straight away, with no dictionary per sample."""
         return self.labels[len(JOB_LABELS) :] if self.labels[: len(JOB_LABELS)] == JOB_LABELS else None
+
+    @cached_property
+    def state_index(self) -> int:
+        """Where the `state` label is among the labels, for a family of state sets."""
+        return self.labels.index("state")
 
 
 def gauge(name: str, help_text: str, labels: tuple[str, ...]) -> Family:
@@ -158,15 +163,36 @@ class JobRef:
     job_name: str = ""
 
 
+Sample = tuple["Family", tuple[str, ...], float]
+
+
 class Output:
-    """Samples of one target's collection, later merged with the other targets' into families."""
+    """Samples of one target's collection, later merged with the other targets' into families.
+
+    A state set is kept as one entry, its label values with "" for the state and the current state, and expanded
+    to its eight samples only as they are written: most of an exposition's samples are states, and one entry
+    instead of eight is a seventh of a scrape's memory and of its sample-building CPU at thousands of jobs.
+    """
 
     def __init__(self, platform: str, target: str, *, sparse: bool = False) -> None:
         self.platform = platform
         self.target = target
         self.sparse = sparse
-        self.samples: list[tuple[Family, tuple[str, ...], float]] = []
+        self.samples: list[Sample] = []
+        self.state_sets: list[tuple[Family, tuple[str, ...], str]] = []  # family, values, current state
         self.jobs_with_state: set[str] = set()
+
+    def __len__(self) -> int:
+        """How many samples it holds, the state sets' counted one per state."""
+        return len(self.samples) + len(STATES) * len(self.state_sets)
+
+    def all_samples(self) -> Iterator[Sample]:
+        """Every sample: the added ones, then each state set's, one per normalized state (1 for the current)."""
+        yield from self.samples
+        for family, values, current in self.state_sets:
+            where = family.state_index
+            for state in STATES:
+                yield family, (*values[:where], state, *values[where + 1 :]), 1.0 if state == current else 0.0
 
     def add(self, family: Family, value: float, job: JobRef | None = None, **labels: str) -> None:
         """Add one sample; platform, target and the job labels are filled in from context."""
@@ -195,11 +221,7 @@ class Output:
         if self.sparse:
             self.add(family, 1.0, job, state=current, **labels)
             return
-        values = list(self._values(family, job, {**labels, "state": ""}))
-        where = family.labels.index("state")
-        for state in STATES:
-            values[where] = state
-            self.samples.append((family, tuple(values), 1.0 if state == current else 0.0))
+        self.state_sets.append((family, self._values(family, job, {**labels, "state": ""}), current))
 
     def job_state(self, job: JobRef, state: str, vendor_state: str | None) -> None:
         self.state_set(JOB_STATE, state, job)
@@ -218,6 +240,7 @@ class Output:
 
     def extend(self, other: Output) -> None:
         self.samples.extend(other.samples)
+        self.state_sets.extend(other.state_sets)
         self.jobs_with_state |= other.jobs_with_state
 
 

@@ -115,6 +115,7 @@ def _outputs() -> list[Output]:
     job = JobRef('id "1"', "name\\with\nodd ✓ characters")
     first.job_state(job, "running", "Up and Running")
     first.state_set(NODE_STATE, "failed", job, node="reader")
+    first.state_set(NODE_STATE, "not a normalized state", job, node="writer")
     second.job_state(JobRef("2", "two"), "stopped", None)
     for value in (0.0, 1.0, -0.0, 1e6, 123456789.0, 0.1, -2.5, 1e-9, float("inf"), float("-inf"), float("nan")):
         second.add(ODD, value, zeta=repr(value), alpha="")

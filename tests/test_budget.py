@@ -117,7 +117,7 @@ def test_stuck_targets_overrun_together_not_one_after_another() -> None:
     samples = [
         (family.name, dict(zip(family.labels, values, strict=True)), v)
         for o in outputs
-        for family, values, v in o.samples
+        for family, values, v in o.all_samples()
     ]
     success = {labels["target"]: v for name, labels, v in samples if name == "scrape_success"}
     assert success == {"a": 0.0, "b": 0.0, "c": 0.0}

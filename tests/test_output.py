@@ -31,13 +31,17 @@ def test_families_that_do_not_start_with_the_job_labels_are_ordered_by_name() ->
 def test_a_state_set_has_one_sample_per_state_with_the_state_in_its_place() -> None:
     output = Output("dataarts", "t2")
     output.state_set(NODE_STATE, "failed", JOB, node="extract")
-    assert [values for _family, values, _value in output.samples] == [
+    output.state_set(JOB_STATE, "no such state", JOB)
+    assert len(output) == 2 * len(STATES)
+    samples = list(output.all_samples())
+    assert [values for _family, values, _value in samples[: len(STATES)]] == [
         ("dataarts", "t2", "j1", "Job one", "extract", state) for state in STATES
     ]
-    assert [value for _family, _values, value in output.samples] == [float(s == "failed") for s in STATES]
+    assert [value for _family, _values, value in samples[: len(STATES)]] == [float(s == "failed") for s in STATES]
+    assert [value for _family, _values, value in samples[len(STATES) :]] == [0.0] * len(STATES), "none is current"
 
 
 def test_a_sparse_state_set_has_the_current_state_alone() -> None:
     output = Output("dataarts", "t2", sparse=True)
     output.state_set(JOB_STATE, "running", JOB)
-    assert output.samples == [(JOB_STATE, ("dataarts", "t2", "j1", "Job one", "running"), 1.0)]
+    assert list(output.all_samples()) == [(JOB_STATE, ("dataarts", "t2", "j1", "Job one", "running"), 1.0)]
