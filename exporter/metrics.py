@@ -171,7 +171,8 @@ class Output:
 
     A state set is kept as one entry, its label values with "" for the state and the current state, and expanded
     to its eight samples only as they are written: most of an exposition's samples are states, and one entry
-    instead of eight is a seventh of a scrape's memory and of its sample-building CPU at thousands of jobs.
+    instead of eight holds a 2,000-job scrape's samples in 7 MiB instead of 12, and builds and renders them in
+    about half the CPU (README, Hot paths).
     """
 
     def __init__(self, platform: str, target: str, *, sparse: bool = False) -> None:
