@@ -36,7 +36,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 import yaml
@@ -45,6 +45,9 @@ from benchmarks import floors
 from exporter.simulator.platforms import PLATFORMS
 from exporter.simulator.process import announced
 from exporter.simulator.process import command as simulator_command
+
+if TYPE_CHECKING:
+    from benchmarks import targets
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 DISCOVERY_SECONDS = 3600.0  # longer than a size's run: discovery costs the first scrape only
@@ -622,6 +625,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--scrapes", type=int, default=10, help="measured scrapes per size (after warm-up)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5, help="exporter and floor rounds the scrapes are split in")
+    parser.add_argument(
+        "--targets-jobs", type=int, default=2000, help="Informatica jobs collected as one and as split targets; 0 skips"
+    )
+    parser.add_argument("--targets-split", type=int, default=10, help="targets those jobs are split over")
     parser.add_argument("--soak-scrapes", type=int, default=300, help="0 skips the RSS growth run")
     parser.add_argument("--soak-jobs", type=int, default=500, help="jobs per platform in the RSS growth run")
     parser.add_argument("--soak-warmup", type=int, default=100, help="scrapes before the RSS growth run's start")
@@ -645,8 +652,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.sizes, args.scrapes, args.warmup, args.rounds = "5", 3, 1, 3
         args.soak_scrapes, args.soak_jobs, args.latency_ms = 20, 5, min(args.latency_ms, 5.0)
         args.soak_warmup = min(args.soak_warmup, 5)
+        args.targets_jobs = min(args.targets_jobs, 40)
     args.sizes = [int(size) for size in args.sizes.split(",")]
     return args
+
+
+def many_targets(args: argparse.Namespace) -> targets.Report | None:
+    """One exporter with the jobs as one target against one with them split, scraped in turn (benchmarks.targets)."""
+    from benchmarks import targets  # it builds on this module's helpers
+
+    if args.targets_jobs <= 0:
+        return None
+    return targets.measure(args.targets_jobs, args.targets_split, args.concurrency, args.latency_ms, args.rounds)
 
 
 def soak_text(soaked: dict[str, Any]) -> str:
@@ -705,9 +722,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             for n in args.sizes:
                 results.append(measure_size(args, n, workdir))
                 print(table(results[-1:]).split("\n")[2], file=sys.stderr, flush=True)  # progress
+            split = many_targets(args)
             soaked = soak(args, workdir) if args.soak_scrapes > 0 else None
-        report.update(results=results, soak=soaked)
+        report.update(results=results, targets=split.as_dict() if split else None, soak=soaked)
         print(table(results))
+        if split is not None:
+            print(f"\nthe same jobs as one target and as {args.targets_split} (benchmarks/targets.py):\n{split.text()}")
         if soaked is not None:
             print("\n" + soak_text(soaked))
     for problem in problems:

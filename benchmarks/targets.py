@@ -157,6 +157,89 @@ def summary(values: list[float], digits: int = 3) -> str:
     return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
 
+@dataclass
+class Report:
+    """The figures of one run: each exporter's per scrape, and the load average at its end."""
+
+    jobs: int
+    split: int
+    concurrency: int
+    latency_ms: float
+    rounds: int
+    exporters: list[Exporter]
+    load: tuple[float, float, float]
+
+    def ratios(self) -> dict[str, list[float]]:
+        """Per split layout, its CPU over the one target's of the same source, round by round."""
+        found = {}
+        for index in range(0, len(self.exporters), 2):
+            one, split = self.exporters[index], self.exporters[index + 1]
+            found[split.label] = [s / o for s, o in zip(split.figures["cpu"], one.figures["cpu"], strict=True)]
+        return found
+
+    def text(self) -> str:
+        lines = [
+            f"{self.jobs} Informatica dataflows, {self.latency_ms:g} ms upstream latency, max_concurrency "
+            f"{self.concurrency} per target, {self.rounds} interleaved rounds; median (min-max) per scrape",
+            f"load average at the end: {' '.join(f'{value:.2f}' for value in self.load)} on {os.cpu_count()} CPUs",
+        ]
+        columns = ("wall s", "cpu s", "user s", "system s")
+        header = f"{'exporter':<28} " + " ".join(f"{c:>20}" for c in columns) + f" {'ctx switches':>24} {'threads':>8}"
+        lines += [header, "-" * len(header)]
+        for exporter in self.exporters:
+            f = exporter.figures
+            switches = [v + i for v, i in zip(f["voluntary"], f["involuntary"], strict=True)]
+            lines.append(
+                f"{exporter.label:<28} "
+                + " ".join(f"{summary(f[key]):>20}" for key in ("wall", "cpu", "user", "system"))
+                + f" {summary(switches, digits=0):>24} {statistics.median(f['threads']):>8.0f}"
+            )
+        for label, ratios in self.ratios().items():
+            lines.append(f"{label}: CPU {summary(ratios, digits=2)} x one target's (same round)")
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "jobs": self.jobs,
+            "split": self.split,
+            "concurrency": self.concurrency,
+            "latency_ms": self.latency_ms,
+            "rounds": self.rounds,
+            "exporters": {exporter.label: exporter.figures for exporter in self.exporters},
+            "cpu_ratio_split_to_one": self.ratios(),
+            "load_average_at_end": self.load,
+        }
+
+
+def measure(
+    jobs: int, split: int, concurrency: int, latency_ms: float, rounds: int, baseline: str | None = None
+) -> Report:
+    """Scrape the exporters of each layout (and of `baseline`, if given) in turn, round after round."""
+    with tempfile.TemporaryDirectory(prefix="bench-targets-") as scratch, ExitStack() as stack:
+        work = Path(scratch)
+        _, _, _, simulated = stack.enter_context(
+            simulator(jobs, latency_ms, work, platforms="informatica")  # type: ignore[arg-type]
+        )
+        sources = [("this tree", ROOT)]
+        if baseline:
+            sources.insert(0, (baseline, source_of(baseline, work)))
+        exporters: list[Exporter] = []
+        for name, tree in sources:
+            for parts in (1, split):
+                config = work / f"{len(exporters)}.yml"
+                config.write_text(yaml.safe_dump(split_config(simulated, parts, concurrency)))
+                label = f"{name}, {parts} target{'s' if parts > 1 else ''}"
+                exporters.append(stack.enter_context(exporter_process(label, tree, config)))
+        session = stack.enter_context(requests.Session())
+        for exporter in exporters:
+            for _ in range(2):
+                exporter.scrape(session, measured=False)
+        for _ in range(rounds):
+            for exporter in exporters:
+                exporter.scrape(session, measured=True)
+        return Report(jobs, split, concurrency, latency_ms, rounds, exporters, os.getloadavg())
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--jobs", type=int, default=2000, help="Informatica dataflows in all")
@@ -166,53 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--baseline", help="a git revision measured beside this tree (e.g. main)")
     args = parser.parse_args(argv)
-
-    with tempfile.TemporaryDirectory(prefix="bench-targets-") as scratch, ExitStack() as stack:
-        work = Path(scratch)
-        _, _, _, simulated = stack.enter_context(
-            simulator(args.jobs, args.latency_ms, work, platforms="informatica")  # type: ignore[arg-type]
-        )
-        sources = [("this tree", ROOT)]
-        if args.baseline:
-            sources.insert(0, (args.baseline, source_of(args.baseline, work)))
-        exporters: list[Exporter] = []
-        for name, tree in sources:
-            for parts in (1, args.split):
-                config = work / f"{len(exporters)}.yml"
-                config.write_text(yaml.safe_dump(split_config(simulated, parts, args.concurrency)))
-                label = f"{name}, {parts} target{'s' if parts > 1 else ''}"
-                exporters.append(stack.enter_context(exporter_process(label, tree, config)))
-        session = stack.enter_context(requests.Session())
-        for exporter in exporters:
-            for _ in range(2):
-                exporter.scrape(session, measured=False)
-        for _ in range(args.rounds):
-            for exporter in exporters:
-                exporter.scrape(session, measured=True)
-        load = os.getloadavg()
-
-    print(
-        f"{args.jobs} Informatica dataflows, {args.latency_ms:g} ms upstream latency, max_concurrency "
-        f"{args.concurrency} per target, {args.rounds} interleaved rounds; median (min-max) per scrape"
-    )
-    print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs")
-    columns = ("wall s", "cpu s", "user s", "system s")
-    header = f"{'exporter':<28} " + " ".join(f"{c:>20}" for c in columns) + f" {'ctx switches':>24} {'threads':>8}"
-    print(header)
-    print("-" * len(header))
-    for exporter in exporters:
-        f = exporter.figures
-        switches = [v + i for v, i in zip(f["voluntary"], f["involuntary"], strict=True)]
-        print(
-            f"{exporter.label:<28} "
-            + " ".join(f"{summary(f[key]):>20}" for key in ("wall", "cpu", "user", "system"))
-            + " "
-            f"{summary(switches, digits=0):>24} {statistics.median(f['threads']):>8.0f}"
-        )
-    for index in range(0, len(exporters), 2):
-        one, split = exporters[index], exporters[index + 1]
-        ratios = [s / o for s, o in zip(split.figures["cpu"], one.figures["cpu"], strict=True)]
-        print(f"{split.label}: CPU {summary(ratios, digits=2)} x one target's (same round)")
+    print(measure(args.jobs, args.split, args.concurrency, args.latency_ms, args.rounds, args.baseline).text())
 
 
 if __name__ == "__main__":

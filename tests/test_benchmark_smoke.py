@@ -22,7 +22,7 @@ PROMETHEUS_ACCEPT = (
 
 def test_quick_benchmark_runs_and_reports_floors_and_ratios(tmp_path: Path) -> None:
     report_file = tmp_path / "bench.json"
-    done = run_benchmark("run", "--quick", "--json", str(report_file), timeout=60)
+    done = run_benchmark("run", "--quick", "--json", str(report_file), timeout=90)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "net floor" in done.stdout and "x floor" in done.stdout
     report = json.loads(report_file.read_text())
@@ -67,6 +67,13 @@ def test_quick_benchmark_runs_and_reports_floors_and_ratios(tmp_path: Path) -> N
     assert result["four_simultaneous_requests"] == result["one_scrape_requests"], "simultaneous scrapes share one"
     assert result["min_interval"]["first_scrape_requests"] > 0
     assert result["min_interval"]["second_scrape_requests"] == 0, "a scrape inside min_interval calls no upstream"
+    # The same jobs as one target and split over ten, each exporter a process of its own, scraped in turn.
+    split = report["targets"]
+    assert split["jobs"] == 40 and split["split"] == 10 and split["rounds"] == rounds
+    assert set(split["exporters"]) == {"this tree, 1 target", "this tree, 10 targets"}
+    one, ten = (split["exporters"][f"this tree, {n}"]["cpu"] for n in ("1 target", "10 targets"))
+    assert split["cpu_ratio_split_to_one"]["this tree, 10 targets"] == [t / o for t, o in zip(ten, one, strict=True)]
+    assert "the same jobs as one target and as 10" in done.stdout and "x one target's (same round)" in done.stdout
     soaked = report["soak"]
     assert soaked["scrapes"] == 20 and soaked["rss_end_mib"] > 0
     # 20 scrapes are 3 samples: no growth figure or trend is drawn from them, and the output says why.
