@@ -15,6 +15,7 @@ from typing import Any
 
 from benchmarks.run import memory_kib
 from exporter.server import ExporterApp
+from exporter.workers import WORKER_NAME
 
 
 def get(app: ExporterApp, path: str, query: str = "", headers: dict[str, str] | None = None) -> tuple[str, str]:
@@ -38,17 +39,24 @@ def get(app: ExporterApp, path: str, query: str = "", headers: dict[str, str] | 
 
 @dataclass(frozen=True)
 class Figures:
-    """This process's resident memory, threads and open descriptors."""
+    """This process's resident memory, threads (the upstream pool's workers apart) and open descriptors.
+
+    The pool starts a worker when a call finds none idle, up to its size, and keeps it: how many there are follows
+    the most calls ever in flight at once, which a fault (a slow answer) can raise at any time. They are counted
+    apart, so that a thread left behind anywhere else shows, and the pool's bound is checked on its own."""
 
     rss_kib: int
     threads: int
     fds: int
+    pool_threads: int = 0
 
     @classmethod
     def now(cls) -> Figures:
         """Taken after a full collection, so garbage waiting for the collector does not count as memory in use."""
         gc.collect()
-        return cls(memory_kib(os.getpid(), "VmRSS"), threading.active_count(), open_fds())
+        names = [thread.name for thread in threading.enumerate()]
+        pool = sum(name.startswith(f"{WORKER_NAME}-") for name in names)
+        return cls(memory_kib(os.getpid(), "VmRSS"), len(names) - pool, open_fds(), pool)
 
     @classmethod
     def at_rest(cls, app: ExporterApp) -> Figures:

@@ -26,12 +26,13 @@ T = TypeVar("T")
 R = TypeVar("R")
 _PENDING = object()
 UPSTREAM_WORKERS = 64  # calls in flight at most for the whole process, unless one lane and a worker each need more
+WORKER_NAME = "upstream"  # the workers' threads are named WORKER_NAME-<n>
 
 
 class DaemonPool:
     """The process's upstream workers; lanes are opened per target and may outlive a configuration's reload."""
 
-    def __init__(self, name: str = "upstream", most: int = UPSTREAM_WORKERS) -> None:
+    def __init__(self, name: str = WORKER_NAME, most: int = UPSTREAM_WORKERS) -> None:
         self._name = name
         self._most = most
         self._cond = threading.Condition(threading.Lock())

@@ -37,6 +37,7 @@ from benchmarks.inprocess import Figures, LogSink, open_fds
 from exporter import logs
 from exporter.server import ExporterApp
 from exporter.simulator.process import announced, command
+from exporter.workers import UPSTREAM_WORKERS
 from tests.helpers import SIMULATED, get, make_app, make_settings
 
 BUDGET = 1.0
@@ -107,7 +108,8 @@ class Report:
                 f"faults injected {sum(self.faults.values())}: {kinds}",
                 "at the quiet points (after the warm-up, at the end; upstream connections closed): "
                 f"RSS {self.start.rss_kib / 1024:.1f} -> {self.end.rss_kib / 1024:.1f} MiB "
-                f"({self.rss_growth_percent:+.2f} %), threads {self.start.threads} -> {self.end.threads}, "
+                f"({self.rss_growth_percent:+.2f} %), threads {self.start.threads} -> {self.end.threads} (and the "
+                f"upstream pool's workers {self.start.pool_threads} -> {self.end.pool_threads}), "
                 f"open fds {self.start.fds} -> {self.end.fds}",
                 f"during the run (upstream connections open): threads {self.threads}, open fds {self.fds}",
                 f"collections overrun {self.overruns}, stuck in flight {self.stuck}, "
@@ -122,6 +124,8 @@ class Report:
             found.append(f"RSS grew {self.rss_growth_percent:.2f} %")
         if self.end.threads > self.start.threads:
             found.append(f"threads grew from {self.start.threads} to {self.end.threads}")
+        if self.end.pool_threads > UPSTREAM_WORKERS:
+            found.append(f"{self.end.pool_threads} upstream workers, more than the pool's {UPSTREAM_WORKERS}")
         if self.end.fds > self.start.fds:
             found.append(f"open fds grew from {self.start.fds} to {self.end.fds}")
         if self.stuck:
