@@ -33,7 +33,7 @@ ERROR_BODY_BYTES = 2048
 this long, and then whole: a cut could leave the start of an echoed secret, which masking cannot recognise."""
 _CHUNK_BYTES = 64 * 1024
 _QUERIES_KEPT = 64
-_URLS_KEPT = 16384  # the URLs of 16,000 jobs' requests, about 4 MiB at most
+_URLS_KEPT = 16384  # per target: the URLs of a scrape of thousands of jobs, at most about 6 MiB
 _SHORT_TEXT = 120
 
 
