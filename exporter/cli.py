@@ -235,7 +235,7 @@ def collect_young_garbage_less_often(threshold: int = GC_YOUNG_THRESHOLD) -> Non
 
     A scrape of thousands of jobs creates a few hundred thousand samples that live until the next collection. With
     the default threshold they were traversed again as they aged, and their number triggered two collections of the
-    whole heap per scrape: a seventh of the exporter's CPU at 2,000 jobs (README, Scale). Reference counting frees
+    whole heap per scrape: a seventh of the exporter's CPU at 2,000 jobs (README, Hot paths). Reference counting frees
     them; the collector is only for cycles, and a few thousand objects of those waiting longer is little memory.
     """
     gc.set_threshold(threshold, *gc.get_threshold()[1:])
